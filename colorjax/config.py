@@ -1,8 +1,8 @@
 """One typed config tree with dotted command-line overrides and a JSON round trip.
 
-    cfg = Config()
-    cfg = apply_overrides(cfg, ["model.norm=group", "train.steps=20000"])
-    save_json(cfg, "runs/x/config.json"); load_json("runs/x/config.json")
+cfg = Config()
+cfg = apply_overrides(cfg, ["model.norm=group", "train.steps=20000"])
+save_json(cfg, "runs/x/config.json"); load_json("runs/x/config.json")
 """
 
 from __future__ import annotations

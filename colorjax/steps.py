@@ -1,0 +1,271 @@
+"""The GAN train state (one pytree) and the jitted train and generation steps.
+
+One step: generator forward (kept as a VJP), ``train.d_steps`` discriminator updates on that
+fake batch, then the generator update against the updated discriminator, its gradient pulled
+back through the saved forward pass instead of a second forward. Random keys come from
+``fold_in(state.rng, state.step)``, so a resumed run continues on the same random stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from colorjax import augment, losses, optim
+from colorjax.config import Config
+from colorjax.models import PatchDiscriminator, UNetGenerator
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class GANState:
+    """Everything a run needs to continue: both networks, their optimizers, the step and key."""
+
+    step: jax.Array
+    rng: jax.Array
+    g_params: Any
+    g_state: Any  # non-parameter collections (BatchNorm statistics), possibly empty
+    g_opt: Any
+    d_params: Any
+    d_state: Any
+    d_opt: Any
+    loss_scale: jax.Array  # float16 dynamic loss scale; 1 for other dtypes
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """The networks, optimizers and settings a step closes over (no arrays)."""
+
+    config: Config
+    generator: nn.Module
+    discriminator: nn.Module
+    schedule_g: optax.Schedule
+    schedule_d: optax.Schedule
+    tx_g: optax.GradientTransformation
+    tx_d: optax.GradientTransformation
+    diffaug: tuple[str, ...]
+
+
+def build_gan(config: Config) -> GAN:
+    """Networks and optimizers described by ``config``; bad choices raise clear errors now."""
+    losses.check_gan_loss(config.train.gan_loss)
+    schedule_g = optim.generator_schedule(config.train)
+    schedule_d = optim.discriminator_schedule(config.train)
+    return GAN(
+        config=config,
+        generator=UNetGenerator(**dataclasses.asdict(config.model)),
+        discriminator=PatchDiscriminator(
+            **dataclasses.asdict(config.disc),
+            dtype=config.model.dtype,
+            conv_impl=config.model.conv_impl,
+        ),
+        schedule_g=schedule_g,
+        schedule_d=schedule_d,
+        tx_g=optim.make_optimizer(schedule_g, config.train),
+        tx_d=optim.make_optimizer(schedule_d, config.train),
+        diffaug=augment.parse_policy(config.train.diffaug),
+    )
+
+
+def _split_variables(variables: dict) -> tuple[Any, dict]:
+    params = variables["params"]
+    return params, {k: v for k, v in variables.items() if k != "params"}
+
+
+def init_state(gan: GAN, rng: jax.Array, image_size: int) -> GANState:
+    """A fresh state: parameters from ``rng``, optimizer states at zero."""
+    key_g, key_d, key_run = jax.random.split(rng, 3)
+    gray = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
+    pair = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    g_params, g_state = _split_variables(gan.generator.init(key_g, gray, train=False))
+    d_params, d_state = _split_variables(gan.discriminator.init(key_d, pair, train=False))
+    scale = gan.config.train.loss_scale if gan.config.model.dtype == "float16" else 1.0
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        rng=key_run,
+        g_params=g_params,
+        g_state=g_state,
+        g_opt=gan.tx_g.init(g_params),
+        d_params=d_params,
+        d_state=d_state,
+        d_opt=gan.tx_d.init(d_params),
+        loss_scale=jnp.asarray(scale, jnp.float32),
+    )
+
+
+def apply_network(
+    module: nn.Module,
+    params: Any,
+    state: dict,
+    x: jax.Array,
+    *,
+    train: bool,
+    rng: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
+    """Run ``module``; in train mode return its updated non-parameter collections too."""
+    variables = {"params": params, **state}
+    rngs = {"dropout": rng} if rng is not None else {}
+    if train and state:
+        return module.apply(variables, x, train=True, rngs=rngs, mutable=list(state))
+    return module.apply(variables, x, train=train, rngs=rngs), state
+
+
+def _pair(batch_l: jax.Array, ab: jax.Array) -> jax.Array:
+    return jnp.concatenate([batch_l.astype(ab.dtype), ab], axis=-1)
+
+
+def _discriminator_update(
+    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array
+) -> tuple[GANState, Metrics]:
+    """One discriminator update on (augmented) real and fake pairs."""
+    kind, real_label = gan.config.train.gan_loss, gan.config.train.real_label
+    key_aug, key_real, key_fake = jax.random.split(key, 3)
+
+    def loss_fn(d_params):
+        real_in = augment.augment(real, key_aug, gan.diffaug)
+        fake_in = augment.augment(fake, key_aug, gan.diffaug)
+        real_logits, d_state = apply_network(
+            gan.discriminator, d_params, state.d_state, real_in, train=True, rng=key_real
+        )
+        fake_logits, d_state = apply_network(
+            gan.discriminator, d_params, d_state, fake_in, train=True, rng=key_fake
+        )
+        loss_real, loss_fake = losses.discriminator_loss(kind, real_logits, fake_logits, real_label)
+        acc_real, acc_fake = losses.discriminator_accuracy(kind, real_logits, fake_logits)
+        aux = (
+            d_state,
+            {
+                "d_real": loss_real,
+                "d_fake": loss_fake,
+                "d_acc_real": acc_real,
+                "d_acc_fake": acc_fake,
+            },
+        )
+        return losses.discriminator_total(kind, loss_real, loss_fake), aux
+
+    (loss, (d_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+    updates, d_opt = gan.tx_d.update(grads, state.d_opt, state.d_params)
+    state = state.replace(
+        d_params=optax.apply_updates(state.d_params, updates), d_state=d_state, d_opt=d_opt
+    )
+    return state, {**metrics, "d_loss": loss, "d_grad_norm": optax.global_norm(grads)}
+
+
+def _generator_loss(
+    gan: GAN, state: GANState, gray: jax.Array, target: jax.Array, key: jax.Array, adversarial: bool
+) -> Callable:
+    """Loss of the generator as a function of its output (for the pulled-back gradient)."""
+    train = gan.config.train
+    key_aug, key_drop = jax.random.split(key)
+
+    def loss_fn(fake):
+        l1 = losses.l1_loss(fake, target)
+        if not adversarial:
+            return l1, {"g_l1": l1}
+        fake_in = augment.augment(_pair(gray, fake), key_aug, gan.diffaug)
+        logits, _ = apply_network(
+            gan.discriminator, state.d_params, state.d_state, fake_in, train=True, rng=key_drop
+        )
+        adv = losses.generator_adversarial_loss(train.gan_loss, logits)
+        return adv + train.l1_weight * l1, {"g_adv": adv, "g_l1": l1}
+
+    return loss_fn
+
+
+def _apply_generator_update(
+    gan: GAN, state: GANState, grads: Any, finite: jax.Array
+) -> tuple[GANState, Metrics]:
+    """Adam step on the generator; a non-finite float16 gradient skips it and halves the scale."""
+    updates, g_opt = gan.tx_g.update(grads, state.g_opt, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+    if gan.config.model.dtype == "float16":
+        g_params = _where(finite, g_params, state.g_params)
+        g_opt = _where(finite, g_opt, state.g_opt)
+    return state.replace(g_params=g_params, g_opt=g_opt), {"g_grad_norm": optax.global_norm(grads)}
+
+
+def _where(condition: jax.Array, new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
+
+
+def _next_loss_scale(gan: GAN, scale: jax.Array, finite: jax.Array, step: jax.Array) -> jax.Array:
+    """Dynamic loss scaling for float16: halve on overflow, double every 2000 clean steps."""
+    if gan.config.model.dtype != "float16":
+        return scale
+    grown = jnp.where((step + 1) % 2000 == 0, scale * 2.0, scale)
+    return jnp.where(finite, grown, jnp.maximum(scale / 2.0, 1.0))
+
+
+def train_step(
+    gan: GAN, state: GANState, batch: Batch, *, adversarial: bool = True
+) -> tuple[GANState, Metrics]:
+    """One GAN step (or, with ``adversarial=False``, one L1-only generator step)."""
+    key = jax.random.fold_in(state.rng, state.step)
+    key_g, key_d, key_loss = jax.random.split(key, 3)
+    gray, target = batch["L"], batch["ab"]
+
+    def forward(g_params):
+        return apply_network(gan.generator, g_params, state.g_state, gray, train=True, rng=key_g)
+
+    fake, pullback, g_state = jax.vjp(forward, state.g_params, has_aux=True)
+    state = state.replace(g_state=g_state)
+    metrics: Metrics = {}
+    if adversarial:
+        real_pair = _pair(gray, target.astype(fake.dtype))
+        fake_pair = _pair(gray, jax.lax.stop_gradient(fake))
+        for i, d_key in enumerate(jax.random.split(key_d, gan.config.train.d_steps)):
+            state, d_metrics = _discriminator_update(gan, state, real_pair, fake_pair, d_key)
+            metrics = d_metrics if i == 0 else metrics
+    loss_fn = _generator_loss(gan, state, gray, target, key_loss, adversarial)
+    (g_loss, g_metrics), grad_fake = jax.value_and_grad(loss_fn, has_aux=True)(fake)
+    scale = state.loss_scale
+    (grads,) = pullback((grad_fake * scale).astype(fake.dtype))
+    grads = jax.tree.map(lambda g: g.astype(jnp.float32) / scale, grads)
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    state, update_metrics = _apply_generator_update(gan, state, grads, finite)
+    d_updates = jnp.maximum(state.step - gan.config.train.pretrain_steps, 0)
+    metrics = {
+        **metrics,
+        **g_metrics,
+        **update_metrics,
+        "g_loss": g_loss,
+        "lr_g": gan.schedule_g(state.step),
+        "lr_d": gan.schedule_d(d_updates),
+        "g_param_norm": optax.global_norm(state.g_params),
+        "loss_scale": scale,
+    }
+    state = state.replace(
+        step=state.step + 1, loss_scale=_next_loss_scale(gan, scale, finite, state.step)
+    )
+    return state, metrics
+
+
+def make_train_step(
+    gan: GAN, *, adversarial: bool = True, donate: bool = True, **jit_kwargs
+) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
+    """``train_step`` bound to ``gan``, jitted with the state donated."""
+
+    def step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
+        return train_step(gan, state, batch, adversarial=adversarial)
+
+    return jax.jit(step, donate_argnums=(0,) if donate else (), **jit_kwargs)
+
+
+def make_generate(generator: nn.Module) -> Callable[[Any, dict, jax.Array], jax.Array]:
+    """Jitted eval-mode generator: (params, state, L [B,H,W,1]) -> ab [B,H,W,2] in float32."""
+
+    @jax.jit
+    def generate(params: Any, state: dict, gray: jax.Array) -> jax.Array:
+        ab, _ = apply_network(generator, params, state, gray, train=False)
+        return ab.astype(jnp.float32)
+
+    return generate

@@ -1,0 +1,320 @@
+"""The training loop: ``train_and_evaluate(config, workdir)`` trains, validates, samples, saves.
+
+Re-running with the same workdir resumes from the latest checkpoint on exactly the data and
+random stream an uninterrupted run would have seen. SIGINT/SIGTERM save before exiting; a
+non-finite loss stops the run without touching the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from colorjax import color, data, metrics, parallel, steps
+from colorjax.checkpoint import Checkpoints
+from colorjax.config import Config, ConfigError, differing_keys, load_json, save_json
+from colorjax.report import Reporter
+
+# Fields that change the networks' parameters: a run cannot resume with other values.
+ARCHITECTURE_KEYS = (
+    "model.depth",
+    "model.features",
+    "model.max_mult",
+    "model.norm",
+    "model.num_groups",
+    "model.upsample",
+    "model.out_channels",
+    "disc.layers",
+    "disc.features",
+    "disc.norm",
+    "disc.num_groups",
+    "disc.spectral",
+)
+SAMPLE_ROWS = 8
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the run stopped without saving the broken state."""
+
+
+@dataclasses.dataclass
+class Validation:
+    """A fixed validation set: network inputs, the ground truth and the gray baseline."""
+
+    gray: np.ndarray  # L [N,H,W,1] in [-1, 1]
+    real_rgb: np.ndarray  # [N,H,W,3] in [0, 1]
+    gray_rgb: np.ndarray
+    baseline: dict[str, float]
+
+
+def reconcile_config(config: Config, workdir: Path, has_checkpoint: bool) -> list[str]:
+    """Check ``config`` against the one a resumed run was trained with; write ``config.json``.
+
+    Returns the changed (allowed) keys; a changed architecture is a ConfigError naming fields.
+    """
+    path = workdir / "config.json"
+    changed: list[str] = []
+    if has_checkpoint and path.exists():
+        previous = load_json(path)
+        changed = differing_keys(previous, config)
+        arch = [k for k in changed if k in ARCHITECTURE_KEYS]
+        if arch:
+            details = ", ".join(
+                f"{k} (was {_get(previous, k)!r}, now {_get(config, k)!r})" for k in arch
+            )
+            raise ConfigError(
+                f"{workdir} holds a run with a different model shape: {details}. "
+                "Use another --workdir or the original settings."
+            )
+    if jax.process_index() == 0:
+        save_json(config, path)
+    return changed
+
+
+def _get(config: Config, key: str) -> Any:
+    section, leaf = key.split(".")
+    return getattr(getattr(config, section), leaf)
+
+
+def load_validation(config: Config) -> Validation:
+    """The first ``log.eval_images`` images of the eval split, with their gray baseline."""
+    pipeline = data.pipeline_from_config(config.data, train=False, seed=config.train.seed)
+    grays, abs_ = [], []
+    count = 0
+    for batch in pipeline.as_numpy():
+        grays.append(batch["L"])
+        abs_.append(batch["ab"])
+        count += len(batch["L"])
+        if count >= config.log.eval_images:
+            break
+    if not grays:
+        raise ValueError(f"data.source={config.data.source!r} has no eval images")
+    gray = np.concatenate(grays)[: config.log.eval_images]
+    target = np.concatenate(abs_)[: config.log.eval_images]
+    real_rgb = np.asarray(color.network_to_rgb(gray, target))
+    gray_rgb = np.asarray(color.network_to_rgb(gray, np.zeros_like(target)))
+    per_image = [metrics.quick_metrics(g, r) for g, r in zip(gray_rgb, real_rgb, strict=True)]
+    return Validation(gray, real_rgb, gray_rgb, metrics.mean_metrics(per_image))
+
+
+def validate(generate, state: steps.GANState, validation: Validation) -> tuple[np.ndarray, dict]:
+    """Colorize the validation set; return the RGB outputs and mean PSNR/colorfulness."""
+    ab = np.asarray(generate(state.g_params, state.g_state, validation.gray))
+    rgb = np.asarray(color.network_to_rgb(validation.gray, ab))
+    per_image = [metrics.quick_metrics(p, r) for p, r in zip(rgb, validation.real_rgb, strict=True)]
+    return rgb, metrics.mean_metrics(per_image)
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _pull(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
+    """Bring the buffered per-step metrics to the host (the only sync of the loop)."""
+    fetched = jax.device_get([m for _, m in pending])
+    return [
+        (step, {k: float(v) for k, v in m.items()})
+        for (step, _), m in zip(pending, fetched, strict=True)
+    ]
+
+
+def _check_finite(records: list[tuple[int, dict[str, float]]]) -> None:
+    for step, values in records:
+        bad = [k for k, v in values.items() if not math.isfinite(v) and k != "loss_scale"]
+        if bad and any(k.endswith(("loss", "l1", "adv", "real", "fake")) for k in bad):
+            raise NonFiniteLossError(
+                f"non-finite loss at step {step}: {', '.join(bad)}; the run stopped and the "
+                "last good checkpoint is intact (try a lower learning rate or train.clip_norm)"
+            )
+
+
+def _initial_state(
+    gan: steps.GAN, config: Config, checkpoints: Checkpoints, mesh
+) -> steps.GANState:
+    """Restore the latest checkpoint onto the mesh, or initialise from the seed."""
+    init = jax.jit(
+        lambda key: steps.init_state(gan, key, config.data.image_size),
+        out_shardings=parallel.replicated(mesh),
+    )
+    key = jax.random.PRNGKey(config.train.seed)
+    if checkpoints.latest_step() is None:
+        return init(key)
+    abstract = jax.eval_shape(init, key)
+    sharding = parallel.replicated(mesh)
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract
+    )
+    return checkpoints.restore(target)
+
+
+def train_and_evaluate(
+    config: Config, workdir: str | Path, *, stop_at: int | None = None
+) -> dict[str, Any]:
+    """Train (or resume) the run in ``workdir`` until ``train.steps`` (or ``stop_at``).
+
+    Returns a summary: final step, validation metrics, the gray baseline, the last sample grid.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    parallel.initialize_distributed(config.parallel.distributed)
+    mesh = parallel.make_mesh(config.parallel)
+    parallel.check_batch_size(config.data.batch_size, mesh)
+    checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
+    changed = reconcile_config(config, workdir, checkpoints.latest_step() is not None)
+    gan = steps.build_gan(config)
+    state = _initial_state(gan, config, checkpoints, mesh)
+    start = int(state.step)
+    end = config.train.steps if stop_at is None else min(stop_at, config.train.steps)
+    main_host = jax.process_index() == 0
+    reporter = Reporter(
+        workdir,
+        total_steps=config.train.steps,
+        start_step=start,
+        batch_size=config.data.batch_size,
+        enabled=main_host,
+    )
+    if changed:
+        reporter.message(f"resuming with changed settings: {', '.join(changed)}")
+    if start:
+        reporter.message(f"resumed from step {start} in {workdir}")
+    validation = load_validation(config)
+    reporter.scalars(start, validation.baseline, prefix="gray_baseline")
+    generate = steps.make_generate(gan.generator)
+    loop = _Loop(config, gan, mesh, checkpoints, reporter, validation, generate)
+    try:
+        state, summary = loop.run(state, start, end)
+    finally:
+        reporter.close()
+        checkpoints.close()
+    return summary
+
+
+class _Loop:
+    """The steps between ``start`` and ``end`` with their logging, sampling and saving."""
+
+    def __init__(
+        self,
+        config: Config,
+        gan: steps.GAN,
+        mesh,
+        checkpoints: Checkpoints,
+        reporter: Reporter,
+        validation: Validation,
+        generate,
+    ):
+        self.config, self.gan, self.mesh = config, gan, mesh
+        self.checkpoints, self.reporter = checkpoints, reporter
+        self.validation, self.generate = validation, generate
+        state_sharding = parallel.replicated(mesh)
+        jit_kwargs = {"out_shardings": (state_sharding, state_sharding)}
+        self.pretrain_step = steps.make_train_step(gan, adversarial=False, **jit_kwargs)
+        self.gan_step = steps.make_train_step(gan, adversarial=True, **jit_kwargs)
+        self.pending: list[tuple[int, dict]] = []
+        self.last_metrics: dict[str, float] = {}
+        self.last_sample: Path | None = None
+
+    def batches(self, start: int) -> Iterator[dict[str, jax.Array]]:
+        pipeline = data.pipeline_from_config(
+            self.config.data,
+            train=True,
+            seed=self.config.train.seed,
+            start_step=start,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        return parallel.device_batches(pipeline.as_numpy(), self.mesh)
+
+    def flush(self) -> None:
+        """Pull buffered metrics, stop on a non-finite loss, record them."""
+        if not self.pending:
+            return
+        records = _pull(self.pending)
+        self.pending = []
+        _check_finite(records)
+        for step, values in records:
+            self.reporter.scalars(step, values)
+        step, self.last_metrics = records[-1]
+        images_per_s = self.reporter.progress(step, self.last_metrics)
+        self.reporter.scalars(step, {"images_per_s": images_per_s}, prefix="speed")
+
+    def evaluate(self, state: steps.GANState, step: int) -> dict[str, float]:
+        rgb, values = validate(self.generate, state, self.validation)
+        self.reporter.scalars(step, values, prefix="val")
+        base = self.validation.baseline
+        self.reporter.message(
+            f"step {step}: val PSNR {values['psnr']:.2f} dB (gray {base['psnr']:.2f}), "
+            f"colorfulness {values['colorfulness']:.1f} (gray {base['colorfulness']:.1f})"
+        )
+        rows = slice(0, SAMPLE_ROWS)
+        self.last_sample = self.reporter.sample_grid(
+            step, self.validation.gray_rgb[rows], rgb[rows], self.validation.real_rgb[rows]
+        )
+        return values
+
+    def save(self, state: steps.GANState, step: int, values: dict[str, float] | None) -> None:
+        self.flush()
+        self.checkpoints.save(step, state, self.config, values)
+
+    def run(self, state: steps.GANState, start: int, end: int):
+        log, pretrain = self.config.log, self.config.train.pretrain_steps
+        step, values = start, None
+        with _StopSignals() as stop:
+            batches = self.batches(start)
+            while step < end and stop.received is None:
+                batch = next(batches)
+                train_step = self.pretrain_step if step < pretrain else self.gan_step
+                state, step_metrics = train_step(state, batch)
+                step += 1
+                self.pending.append((step, step_metrics))
+                if step % log.every == 0:
+                    self.flush()
+                values = self._periodic(state, step)
+            if stop.received is not None:
+                self.reporter.message(f"signal {stop.received}: saving step {step} and exiting")
+        self.flush()
+        if values is None:
+            values = self.evaluate(state, step)
+        if step not in self.checkpoints.all_steps():
+            self.save(state, step, values)
+        summary = {
+            "step": step,
+            "val": values,
+            "gray_baseline": self.validation.baseline,
+            "sample": str(self.last_sample) if self.last_sample else None,
+            "interrupted": stop.received is not None,
+            "train": self.last_metrics,
+        }
+        return state, summary
+
+    def _periodic(self, state: steps.GANState, step: int) -> dict[str, float] | None:
+        """Samples and validation when due; a checkpoint when due (with the metrics if any)."""
+        eval_due = step % self.config.log.eval_every == 0
+        values = None
+        if eval_due or step % self.config.log.sample_every == 0:
+            values = self.evaluate(state, step)
+        if eval_due or self.checkpoints.due(step):
+            self.save(state, step, values if eval_due else None)
+        return values

@@ -1,0 +1,117 @@
+"""Named configurations: each starts from colorjax.config's defaults and overrides a few fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from colorjax.config import Config, ConfigError, apply_overrides
+
+
+def demo() -> Config:
+    """The embedded default: scikit-image's bundled photos, small widths, minutes on a CPU."""
+    return apply_overrides(
+        Config(),
+        [
+            "data.source=sample",
+            "data.image_size=64",
+            "data.batch_size=8",
+            "data.min_crop_scale=0.08",
+            "model.depth=6",
+            "model.features=16",
+            "model.upsample=resize_conv",
+            "model.dropout=0.0",
+            "disc.layers=2",
+            "disc.features=16",
+            "disc.dropout=0.1",
+            "train.steps=1200",
+            "train.pretrain_steps=400",
+            "train.l1_weight=50",
+            "train.real_label=0.9",
+            "train.lr_g=1e-3",
+            "train.lr_d=2e-4",
+            "train.schedule=linear_decay",
+            "train.decay_start=0.5",
+            "train.clip_norm=1.0",
+            "train.diffaug=translation,cutout",
+            "log.every=20",
+            "log.sample_every=200",
+            "log.eval_every=200",
+            "log.eval_images=16",
+            "ckpt.every=200",
+            "ckpt.minutes=5",
+        ],
+    )
+
+
+def t4_128() -> Config:
+    """A 16 GB T4 (Colab): Imagenette at 128x128, batch 16, the full-width U-Net and PatchGAN."""
+    return apply_overrides(
+        Config(),
+        [
+            "data.source=tfds:imagenette/320px-v2",
+            "data.image_size=128",
+            "data.batch_size=16",
+            "model.depth=7",
+            "model.features=64",
+            "model.norm=batch",
+            "disc.layers=3",
+            "disc.features=64",
+            "disc.dropout=0.1",
+            "train.steps=60000",
+            "train.pretrain_steps=5000",
+            "train.real_label=0.9",
+            "train.clip_norm=1.0",
+            "train.schedule=warmup_cosine",
+            "train.warmup_steps=1000",
+            "log.every=100",
+            "log.sample_every=1000",
+            "log.eval_every=2500",
+            "ckpt.every=2500",
+            "ckpt.minutes=10",
+        ],
+    )
+
+
+def pix2pix_unet128() -> Config:
+    """The faithful pix2pix colorization reference: unet_128, 70x70 PatchGAN, GAN + 100 L1."""
+    return apply_overrides(
+        Config(),
+        [
+            "data.source=tfds:imagenette/320px-v2",
+            "data.image_size=128",
+            "data.batch_size=16",
+            "model.depth=7",
+            "model.features=64",
+            "model.norm=batch",
+            "model.upsample=transpose",
+            "model.dropout=0.5",
+            "model.dropout_blocks=3",
+            "disc.layers=3",
+            "disc.features=64",
+            "disc.norm=batch",
+            "train.gan_loss=vanilla",
+            "train.l1_weight=100",
+            "train.lr_g=2e-4",
+            "train.lr_d=2e-4",
+            "train.b1=0.5",
+            "train.schedule=linear_decay",
+            "train.decay_start=0.5",
+            "train.clip_norm=0",
+            "train.real_label=1.0",
+            "train.steps=200000",
+        ],
+    )
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "demo": demo,
+    "t4_128": t4_128,
+    "pix2pix_unet128": pix2pix_unet128,
+}
+
+
+def get_preset(name: str) -> Config:
+    """The preset called ``name``; an unknown name is a ConfigError listing the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()

@@ -1,0 +1,116 @@
+"""End-to-end training on tiny configurations: resume, failure stops, signals, config checks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import TINY
+
+from colorjax.checkpoint import Checkpoints
+from colorjax.config import Config, ConfigError, apply_overrides
+from colorjax.train import NonFiniteLossError, train_and_evaluate
+
+pytestmark = pytest.mark.usefixtures("fast_compilation")
+
+
+def _params(workdir: Path, config) -> list[np.ndarray]:
+    checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
+    restored = checkpoints.restore()
+    checkpoints.close()
+    return [np.asarray(x) for x in jax.tree.leaves(restored)]
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    summary = train_and_evaluate(tiny_config, straight)
+    assert summary["step"] == tiny_config.train.steps
+    half = tiny_config.train.steps // 2
+    assert train_and_evaluate(tiny_config, resumed, stop_at=half)["step"] == half
+    assert train_and_evaluate(tiny_config, resumed)["step"] == tiny_config.train.steps
+    for a, b in zip(_params(straight, tiny_config), _params(resumed, tiny_config), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_leaves_samples_metrics_and_config(tiny_config, tmp_path):
+    summary = train_and_evaluate(tiny_config, tmp_path)
+    assert Path(summary["sample"]).is_file()
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir())[0] == "step_0000003.png"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_steps = {r["step"] for r in records if r["split"] == "train"}
+    assert train_steps == set(range(1, tiny_config.train.steps + 1))
+    assert any(r["split"] == "val" and "psnr" in r for r in records)
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["features"] == 4
+    assert any((tmp_path / "tensorboard").iterdir())
+    assert set(summary["gray_baseline"]) == {"psnr", "colorfulness"}
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_config, tmp_path):
+    config = apply_overrides(
+        tiny_config,
+        [
+            "train.l1_weight=nan",
+            "log.every=1",
+            "ckpt.every=2",
+            "log.eval_every=100",
+            "log.sample_every=100",
+        ],
+    )
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        train_and_evaluate(config, tmp_path)
+    assert Checkpoints(tmp_path / "checkpoints", config.ckpt).latest_step() == 2
+    assert all(
+        np.all(np.isfinite(p))
+        for p in _params(tmp_path, config)
+        if np.issubdtype(p.dtype, np.floating)
+    )
+
+
+def test_resume_refuses_a_different_architecture(tiny_config, tmp_path):
+    train_and_evaluate(tiny_config, tmp_path, stop_at=1)
+    changed = apply_overrides(
+        tiny_config, ["model.features=8", "disc.layers=2", "data.image_size=40"]
+    )
+    with pytest.raises(ConfigError, match=r"model\.features \(was 4, now 8\).*disc\.layers"):
+        train_and_evaluate(changed, tmp_path)
+    longer = apply_overrides(tiny_config, ["train.steps=7", "train.lr_g=1e-4"])
+    assert train_and_evaluate(longer, tmp_path, stop_at=2)["step"] == 2
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+    overrides = [
+        *TINY,
+        "train.steps=100000",
+        "log.every=1",
+        "ckpt.every=100000",
+        "log.eval_every=100000",
+        "log.sample_every=100000",
+    ]
+    command = [sys.executable, "-m", "experiments.train", "--workdir", str(tmp_path)]
+    for item in overrides:
+        command += ["--set", item]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parents[1],
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and '"split": "train"' in metrics.read_text():
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    step = Checkpoints(tmp_path / "checkpoints", Config().ckpt).latest_step()
+    assert step is not None and step >= 1
