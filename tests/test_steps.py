@@ -8,6 +8,8 @@ import pytest
 from colorjax import steps
 from colorjax.config import apply_overrides
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
+
 
 def _batch(size=32, n=4, seed=0):
     key_l, key_ab = jax.random.split(jax.random.PRNGKey(seed))

@@ -1,0 +1,689 @@
+"""The tf.data input pipeline: source -> decode -> crop/resize/flip -> Lab -> batch.
+
+    pipeline = build_pipeline("sample", image_size=64, batch_size=8, train=True, seed=0)
+    for batch in pipeline.as_numpy():  # {"L": [8, 64, 64, 1], "ab": [8, 64, 64, 2]} in [-1, 1]
+        ...
+
+Sources: ``sample`` (photos bundled with scikit-image, split into train and held-out eval
+regions), ``folder:PATH`` and ``tfds:NAME[:SPLIT]``.
+
+How the stream is made, so that a run can resume exactly:
+
+1. Build time: every image of the source is probed once (``imageio.probe_image`` in a thread
+   pool). Undecodable images, and gray ones when ``skip_gray``, are dropped here, counted by
+   reason and reported in one summary line (``Pipeline.stats``).
+2. An index stream numbers the kept images: element ``g`` (global over all processes) of epoch
+   ``g // n``. Random-access sources use a stateless permutation seeded by (seed, epoch); TFDS
+   streams its records through a shuffle buffer seeded by (seed, epoch) with the images still
+   encoded. ``start_step`` starts at element ``start_step * batch_size`` at the index level,
+   so skipped images are never decoded (TFDS: at most one epoch of encoded records is read).
+3. Process ``p`` keeps the elements at positions ``[p * b, (p + 1) * b)`` of every global batch
+   (``b = batch_size // process_count``), so the processes' batches concatenated in order are
+   the single-process batch. (For TFDS every process reads all records, still encoded.)
+4. Decoding (``imageio.decode_image``) and augmentation run after that; every random draw is a
+   stateless op seeded by (seed, g).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import hashlib
+import itertools
+import logging
+import os
+import statistics
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from colorjax import color, imageio
+from colorjax.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FORMS = ("sample", "folder:PATH", "tfds:NAME[:SPLIT]")
+SAMPLE_FILES = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+)
+SAMPLE_EVAL_FRACTION = 0.25  # sample source: the end of each photo's longer side is held out
+GRAY, UNREADABLE = "gray", "unreadable"
+TRAIN, EVAL = "train", "eval"
+EVAL_FOLDERS = ("eval", "val")
+TFDS_EVAL_SPLITS = ("validation", "test")
+ASPECT_RANGE = (3 / 4, 4 / 3)  # random resized crop: width / height
+FULL_REGION = (0.0, 0.0, 1.0, 1.0)  # y0, x0, y1, x1 as fractions of the decoded image
+_SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))
+_SCAN_CHUNK = 256
+DECODED_CACHE_BYTES = 1 << 30  # file sources whose decoded images fit are decoded only once
+
+Probe = imageio.ImageInfo | str  # what the scan learned about one image: its info or a reason
+
+
+# ----------------------------------------------------------------------------- colour (TF ops)
+
+
+def tf_rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
+    """sRGB in [0, 1] [..., 3] -> L*a*b* (D65), the TF twin of ``color.rgb_to_lab``."""
+    rgb = tf.convert_to_tensor(rgb, tf.float32)
+    threshold = color.SRGB_LINEAR_THRESHOLD
+    curved = ((tf.maximum(rgb, threshold) + 0.055) / 1.055) ** color.SRGB_GAMMA
+    linear = tf.where(rgb > threshold, curved, rgb / color.SRGB_LINEAR_SLOPE)
+    to_xyz = (color.XYZ_FROM_RGB / color.D65_WHITE[:, None]).T
+    xyz = tf.tensordot(linear, tf.constant(to_xyz, tf.float32), axes=1)
+    cube_root = tf.maximum(xyz, color.LAB_EPSILON) ** (1.0 / 3.0)
+    f = tf.where(xyz > color.LAB_EPSILON, cube_root, color.LAB_KAPPA * xyz + color.LAB_OFFSET)
+    fx, fy, fz = tf.unstack(f, axis=-1)
+    return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def tf_rgb_to_network(rgb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """sRGB in [0, 1] -> (L [..., 1], ab [..., 2]) scaled like ``color.rgb_to_network``."""
+    lab = tf_rgb_to_lab(rgb)
+    l = tf.clip_by_value(lab[..., :1] / color.L_SCALE - 1.0, -1.0, 1.0)
+    ab = tf.clip_by_value(lab[..., 1:] / color.AB_SCALE, -1.0, 1.0)
+    return l, ab
+
+
+# ----------------------------------------------------------------------------- scan and stats
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One training or evaluation example of a source: an encoded image, optionally a region."""
+
+    key: str  # file path, or "NAME:SPLIT#position" for a TFDS record
+    split: str  # TRAIN | EVAL
+    region: tuple[float, float, float, float] = FULL_REGION
+
+
+@dataclasses.dataclass(frozen=True)
+class DataStats:
+    """What the build-time scan found. Counts are of distinct images; ``None`` = not scanned."""
+
+    source: str
+    split: str
+    found: int
+    decoded: int
+    skipped: dict[str, int]
+    train: int | None
+    eval: int | None
+    width: tuple[int, int, int]  # min, median, max of the decoded images
+    height: tuple[int, int, int]
+
+    def summary(self) -> str:
+        """One line for the log."""
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items()))
+        counts = ", ".join(
+            f"{name} {n}" for name, n in ((TRAIN, self.train), (EVAL, self.eval)) if n is not None
+        )
+        return (
+            f"data {self.source} [{self.split}]: found {self.found}, decoded {self.decoded}, "
+            f"skipped {sum(self.skipped.values())}{f' ({skipped})' if skipped else ''}; "
+            f"{counts}; width {'/'.join(map(str, self.width))}, "
+            f"height {'/'.join(map(str, self.height))} (min/median/max)"
+        )
+
+
+def _probe_bytes(data: bytes, name: str) -> Probe:
+    try:
+        return imageio.probe_image(data, name)
+    except imageio.ImageDecodeError as err:
+        return err.reason
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _probe_file_version(path: str, size: int, mtime_ns: int) -> Probe:
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return UNREADABLE
+    return _probe_bytes(data, path)
+
+
+def _probe_file(path: str) -> Probe:
+    """Probe of the file at ``path``, remembered for as long as its size and mtime hold."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return UNREADABLE
+    return _probe_file_version(path, stat.st_size, stat.st_mtime_ns)
+
+
+def _threaded_map(fn: Callable[[Any], Probe], inputs: Iterable[Any]) -> list[Probe]:
+    """``[fn(x) for x in inputs]`` on a thread pool, consuming ``inputs`` chunk by chunk."""
+    inputs, results = iter(inputs), []
+    with ThreadPoolExecutor(_SCAN_THREADS) as pool:
+        while chunk := list(itertools.islice(inputs, _SCAN_CHUNK)):
+            results += pool.map(fn, chunk)
+    return results
+
+
+def _usable(probe: Probe, skip_gray: bool) -> bool:
+    return isinstance(probe, imageio.ImageInfo) and not (skip_gray and probe.gray)
+
+
+def _skip_reason(probe: Probe, skip_gray: bool) -> str | None:
+    if isinstance(probe, str):
+        return probe
+    return GRAY if skip_gray and probe.gray else None
+
+
+def _min_median_max(values: Sequence[int]) -> tuple[int, int, int]:
+    if not values:
+        return (0, 0, 0)
+    return min(values), int(statistics.median(values)), max(values)
+
+
+def _stats(
+    source: str, split: str, items: Sequence[Item], probes: dict[str, Probe], skip_gray: bool
+) -> DataStats:
+    """Counts over the distinct images behind ``items``; ``probes`` maps item key -> probe."""
+    infos = [p for p in probes.values() if isinstance(p, imageio.ImageInfo)]
+    reasons = (_skip_reason(p, skip_gray) for p in probes.values())
+    kept = collections.Counter(it.split for it in items if _usable(probes[it.key], skip_gray))
+    splits = {it.split for it in items}
+    return DataStats(
+        source=source,
+        split=split,
+        found=len(probes),
+        decoded=len(infos),
+        skipped=dict(collections.Counter(r for r in reasons if r is not None)),
+        train=kept[TRAIN] if TRAIN in splits else None,
+        eval=kept[EVAL] if EVAL in splits else None,
+        width=_min_median_max([i.width for i in infos]),
+        height=_min_median_max([i.height for i in infos]),
+    )
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """``"folder:/x"`` -> ("folder", "/x"); an unknown scheme is a ValueError listing the forms."""
+    scheme, _, argument = source.partition(":")
+    if scheme == "sample" and not argument:
+        return scheme, ""
+    if scheme in ("folder", "tfds") and argument:
+        return scheme, argument
+    raise ValueError(f"unknown data source {source!r}; valid forms: {', '.join(SOURCE_FORMS)}")
+
+
+def sample_dir() -> Path:
+    """The folder of images that ships inside scikit-image's wheel."""
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def _sample_regions(info: Probe) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(train, eval) regions of one photo: eval is the far end of its longer side."""
+    cut = 1.0 - SAMPLE_EVAL_FRACTION
+    landscape = not isinstance(info, imageio.ImageInfo) or info.width >= info.height
+    if landscape:
+        return (0.0, 0.0, 1.0, cut), (0.0, cut, 1.0, 1.0)
+    return (0.0, 0.0, cut, 1.0), (cut, 0.0, 1.0, 1.0)
+
+
+def _sample_items() -> tuple[list[Item], dict[str, Probe]]:
+    paths = [str(sample_dir() / name) for name in SAMPLE_FILES if (sample_dir() / name).exists()]
+    if not paths:
+        raise ValueError(f"source 'sample': none of {', '.join(SAMPLE_FILES)} is in {sample_dir()}")
+    probes = dict(zip(paths, _threaded_map(_probe_file, paths), strict=True))
+    items = []
+    for path in paths:
+        train_region, eval_region = _sample_regions(probes[path])
+        items += [Item(path, TRAIN, train_region), Item(path, EVAL, eval_region)]
+    return items, probes
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in imageio.IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+def _hash_fraction(text: str) -> float:
+    """A stable number in [0, 1) for ``text``."""
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _folder_items(root: Path, eval_fraction: float) -> list[Item]:
+    """Files under ``root``: train/ and eval/ (or val/) sub-folders, else a hash split."""
+    eval_dir = next((root / n for n in EVAL_FOLDERS if (root / n).is_dir()), None)
+    if (root / TRAIN).is_dir() and eval_dir is not None:
+        return [Item(str(p), TRAIN) for p in _image_files(root / TRAIN)] + [
+            Item(str(p), EVAL) for p in _image_files(eval_dir)
+        ]
+    return [
+        Item(
+            str(p),
+            EVAL if _hash_fraction(p.relative_to(root).as_posix()) < eval_fraction else TRAIN,
+        )
+        for p in _image_files(root)
+    ]
+
+
+def _folder_catalog(argument: str, eval_fraction: float) -> tuple[list[Item], dict[str, Probe]]:
+    root = Path(argument).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"source 'folder:{argument}': {root} is not an existing folder")
+    items = _folder_items(root, eval_fraction)
+    if not items:
+        extensions = " ".join(imageio.IMAGE_EXTENSIONS)
+        raise ValueError(f"source 'folder:{argument}': no image files ({extensions}) under {root}")
+    keys = [it.key for it in items]
+    return items, dict(zip(keys, _threaded_map(_probe_file, keys), strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TfdsRead:
+    """Which TFDS split a pipeline streams and which of its records belong to which split."""
+
+    name: str
+    split: str  # TFDS split expression
+    carve: bool  # eval = the first eval_fraction of the records, train = the rest
+
+
+def _tfds_read(name: str, split: str, train: bool, available: Sequence[str]) -> _TfdsRead:
+    if split:
+        return _TfdsRead(name, split, carve=False)
+    if available and TRAIN not in available:
+        raise ValueError(
+            f"source 'tfds:{name}' has no train split ({', '.join(available)}); "
+            f"name one: tfds:{name}:SPLIT"
+        )
+    eval_split = next((s for s in TFDS_EVAL_SPLITS if s in available), None)
+    if eval_split is None:
+        return _TfdsRead(name, TRAIN, carve=True)
+    return _TfdsRead(name, TRAIN if train else eval_split, carve=False)
+
+
+def _tfds_builder(name: str, data_dir: str | None) -> Any:
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    if "image" not in builder.info.features:
+        raise ValueError(
+            f"source 'tfds:{name}' has no 'image' feature "
+            f"(features: {', '.join(builder.info.features)})"
+        )
+    builder.download_and_prepare()
+    return builder
+
+
+def _tfds_encoded(builder: Any, split: str) -> tf.data.Dataset:
+    """The records' encoded image bytes, in the split's fixed order."""
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+    return ds.map(lambda example: example["image"])
+
+
+def _tfds_items(read: _TfdsRead, count: int, eval_fraction: float, split: str) -> list[Item]:
+    keys = [f"{read.name}:{read.split}#{i}" for i in range(count)]
+    if not read.carve:
+        return [Item(key, split) for key in keys]
+    head = max(1, round(count * eval_fraction)) if count > 1 and eval_fraction > 0 else 0
+    return [Item(key, EVAL if i < head else TRAIN) for i, key in enumerate(keys)]
+
+
+# ----------------------------------------------------------------------------- index streams
+
+
+def _epochs(first_epoch: int, train: bool) -> tf.data.Dataset:
+    return tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max if train else 1)
+
+
+def _permuted_stream(count: int, *, train: bool, seed: int, first: int) -> tf.data.Dataset:
+    """(g, item index) for global elements g >= ``first``; a new permutation every epoch."""
+    first_epoch, offset = divmod(first, count)
+
+    def epoch(e: tf.Tensor) -> tf.data.Dataset:
+        order = tf.range(count, dtype=tf.int64)
+        if train:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([seed, e]))
+        start = tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0)
+        numbers = e * count + tf.range(start, count)
+        return tf.data.Dataset.from_tensor_slices((numbers, order[start:]))
+
+    return _epochs(first_epoch, train).flat_map(epoch)
+
+
+def _buffered_stream(
+    records: tf.data.Dataset, count: int, *, train: bool, seed: int, first: int, buffer: int
+) -> tf.data.Dataset:
+    """(g, record) for g >= ``first`` from a non-random-access stream of ``count`` records."""
+    first_epoch, offset = divmod(first, count)
+
+    def epoch(e: tf.Tensor) -> tf.data.Dataset:
+        shuffled = records
+        if train:
+            epoch_seed = tf.random.stateless_uniform(
+                [], seed=tf.stack([seed, e]), minval=None, maxval=None, dtype=tf.int64
+            )
+            shuffled = records.shuffle(buffer, seed=epoch_seed)
+        numbered = tf.data.Dataset.zip(tf.data.Dataset.range(e * count, (e + 1) * count), shuffled)
+        return numbered.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
+
+    return _epochs(first_epoch, train).flat_map(epoch)
+
+
+def _mask_filter(keep: np.ndarray) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    mask = tf.constant(keep)
+    return lambda position, _: mask[position]
+
+
+def _shard_filter(
+    batch_size: int, local_batch: int, process_index: int
+) -> Callable[..., tf.Tensor]:
+    """Keep global element g when it falls in this process's slice of its global batch."""
+    return lambda g, *_: (g % batch_size) // local_batch == process_index
+
+
+# ----------------------------------------------------------------------------- per element
+
+
+class _FileDecoder:
+    """``imageio.load_image`` that keeps every decoded image when the whole set fits in memory."""
+
+    def __init__(self, keep_decoded: bool) -> None:
+        self._decoded: dict[bytes, np.ndarray] | None = {} if keep_decoded else None
+
+    def __call__(self, path: bytes) -> np.ndarray:
+        if self._decoded is None:
+            return imageio.load_image(path.decode())
+        if (image := self._decoded.get(path)) is None:
+            image = self._decoded[path] = imageio.load_image(path.decode())
+        return image
+
+
+def _decode_bytes(data: bytes, name: bytes) -> np.ndarray:
+    return imageio.decode_image(data, name.decode())
+
+
+def _as_image(numpy_fn: Callable[..., np.ndarray], *args: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, 3] from a numpy decoder run inside the graph."""
+    image = tf.numpy_function(numpy_fn, list(args), tf.uint8, stateful=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _crop_region(image: tf.Tensor, region: tf.Tensor) -> tf.Tensor:
+    """The part of ``image`` inside ``region`` (fractions y0, x0, y1, x1), at least 1 x 1."""
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    start = tf.cast(tf.round(region[:2] * size), tf.int32)
+    end = tf.maximum(tf.cast(tf.round(region[2:] * size), tf.int32), start + 1)
+    return image[start[0] : end[0], start[1] : end[1]]
+
+
+def _random_resized_crop(
+    image: tf.Tensor, seed: tf.Tensor, size: int, min_scale: float
+) -> tf.Tensor:
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.constant([[FULL_REGION]], tf.float32),
+        seed=seed,
+        min_object_covered=0.0,
+        aspect_ratio_range=ASPECT_RANGE,
+        area_range=(min_scale, 1.0),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    return tf.image.resize(tf.slice(image, begin, extent), (size, size), antialias=True)
+
+
+def _resize_center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Resize the shorter side to ``size`` (antialiased), then cut the central square."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_min(shape)
+    resized_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    resized = tf.image.resize(image, resized_shape, antialias=True)
+    top, left = (resized_shape[0] - size) // 2, (resized_shape[1] - size) // 2
+    return resized[top : top + size, left : left + size]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Transform:
+    """Decoded uint8 image -> {"L", "ab"} example: crop, resize, flip, Lab, scale."""
+
+    train: bool
+    image_size: int
+    seed: int
+    min_crop_scale: float
+    flip: bool
+
+    def __call__(self, g: tf.Tensor, image: tf.Tensor, region: tf.Tensor) -> dict[str, tf.Tensor]:
+        image = _crop_region(image, region)
+        if self.train:
+            element_seed = tf.stack([tf.constant(self.seed, tf.int64), g])
+            crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed))
+            image = _random_resized_crop(image, crop_seed, self.image_size, self.min_crop_scale)
+            if self.flip:
+                image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        else:
+            image = _resize_center_crop(image, self.image_size)
+        rgb = tf.clip_by_value(image / 255.0, 0.0, 1.0)
+        rgb.set_shape([self.image_size, self.image_size, 3])
+        l, ab = tf_rgb_to_network(rgb)
+        return {"L": l, "ab": ab}
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """A built input pipeline: ``dataset`` yields this process's batches of {"L", "ab"}."""
+
+    dataset: tf.data.Dataset
+    stats: DataStats
+    items: list[Item]  # the images (and regions) this split draws from, in catalog order
+    local_batch_size: int
+
+    def as_numpy(self) -> Iterator[dict[str, np.ndarray]]:
+        """The batches as dicts of numpy arrays."""
+        return self.dataset.as_numpy_iterator()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Catalog:
+    """A scanned source: its items, what the scan learned, and (TFDS) the encoded records."""
+
+    items: list[Item]
+    probes: dict[str, Probe]  # item key -> probe
+    records: tf.data.Dataset | None = None  # encoded images in item order; None: keys are files
+
+
+def _decoded_bytes(items: Sequence[Item], probes: dict[str, Probe]) -> int:
+    """Memory the distinct decoded images of ``items`` take (all of them decode)."""
+    infos = {it.key: probes[it.key] for it in items}.values()
+    return sum(3 * info.width * info.height for info in infos)
+
+
+def _file_elements(
+    catalog: _Catalog,
+    keep: np.ndarray,
+    *,
+    train: bool,
+    seed: int,
+    first: int,
+    shard: Callable[..., tf.Tensor],
+) -> tf.data.Dataset:
+    """Files in a fresh stateless permutation every epoch, decoded after the skip and the shard."""
+    items = list(itertools.compress(catalog.items, keep))
+    paths = tf.constant([it.key for it in items])
+    regions = tf.constant([it.region for it in items], tf.float32)
+    load = _FileDecoder(_decoded_bytes(items, catalog.probes) <= DECODED_CACHE_BYTES)
+    stream = _permuted_stream(len(items), train=train, seed=seed, first=first).filter(shard)
+    return stream.map(
+        lambda g, k: (g, _as_image(load, paths[k]), regions[k]), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _record_elements(
+    catalog: _Catalog,
+    keep: np.ndarray,
+    *,
+    train: bool,
+    seed: int,
+    first: int,
+    shard: Callable[..., tf.Tensor],
+    buffer: int,
+) -> tf.data.Dataset:
+    """TFDS records through a seeded shuffle buffer, decoded after the skip and the shard."""
+    names = tf.constant([it.key for it in catalog.items])
+    region = tf.constant(FULL_REGION, tf.float32)
+    records = catalog.records.enumerate().filter(_mask_filter(keep))
+    stream = _buffered_stream(
+        records, int(keep.sum()), train=train, seed=seed, first=first, buffer=buffer
+    ).filter(shard)
+
+    def element(g: tf.Tensor, record: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
+        position, data = record
+        return g, _as_image(_decode_bytes, data, names[position]), region
+
+    return stream.map(element, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _elements(
+    catalog: _Catalog, keep: np.ndarray, *, buffer: int, **stream_args: Any
+) -> tf.data.Dataset:
+    """(g, uint8 image, region) of this process's kept items, from global element ``first``."""
+    if catalog.records is None:
+        return _file_elements(catalog, keep, **stream_args)
+    return _record_elements(catalog, keep, buffer=buffer, **stream_args)
+
+
+def _tfds_catalog(
+    argument: str, *, train: bool, eval_fraction: float, data_dir: str | None
+) -> _Catalog:
+    name, _, tfds_split = argument.partition(":")
+    builder = _tfds_builder(name, data_dir)
+    read = _tfds_read(name, tfds_split, train, list(builder.info.splits.keys()))
+    records = _tfds_encoded(builder, read.split)
+    results = _threaded_map(
+        lambda pair: _probe_bytes(pair[1], f"{name}:{read.split}#{pair[0]}"),
+        enumerate(records.as_numpy_iterator()),
+    )
+    items = _tfds_items(read, len(results), eval_fraction, TRAIN if train else EVAL)
+    return _Catalog(items, dict(zip((it.key for it in items), results, strict=True)), records)
+
+
+def _catalog(source: str, *, train: bool, eval_fraction: float, data_dir: str | None) -> _Catalog:
+    scheme, argument = parse_source(source)
+    if scheme == "sample":
+        return _Catalog(*_sample_items())
+    if scheme == "folder":
+        return _Catalog(*_folder_catalog(argument, eval_fraction))
+    return _tfds_catalog(argument, train=train, eval_fraction=eval_fraction, data_dir=data_dir)
+
+
+def _local_batch_size(batch_size: int, process_index: int, process_count: int) -> int:
+    if batch_size <= 0 or process_count <= 0 or batch_size % process_count:
+        raise ValueError(
+            f"batch_size {batch_size} (global) must be a positive multiple of "
+            f"process_count {process_count}"
+        )
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} outside [0, {process_count})")
+    return batch_size // process_count
+
+
+def build_pipeline(
+    source: str,
+    *,
+    image_size: int,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    eval_fraction: float = 0.1,
+    min_crop_scale: float = 0.35,
+    flip: bool = True,
+    skip_gray: bool | None = None,
+    data_dir: str | None = None,
+    shuffle_buffer: int = 2048,
+) -> Pipeline:
+    """The input pipeline of ``source`` for this process (see the module docstring).
+
+    ``batch_size`` is global; this process yields ``batch_size // process_count``. Train: an
+    endless stream of random resized, flipped crops. Eval: one deterministic pass of centre
+    crops, the last batch possibly partial. ``skip_gray`` defaults to on for train only.
+    """
+    local_batch = _local_batch_size(batch_size, process_index, process_count)
+    skip_gray = train if skip_gray is None else skip_gray
+    split = TRAIN if train else EVAL
+    catalog = _catalog(source, train=train, eval_fraction=eval_fraction, data_dir=data_dir)
+    stats = _stats(source, split, catalog.items, catalog.probes, skip_gray)
+    (logger.warning if stats.skipped else logger.info)(stats.summary())
+    keep = np.array(
+        [it.split == split and _usable(catalog.probes[it.key], skip_gray) for it in catalog.items]
+    )
+    if not keep.any():
+        hint = (
+            " (raise eval_fraction, or use train/ and eval/ sub-folders)" if split == EVAL else ""
+        )
+        raise ValueError(f"source {source!r} has no usable {split} images{hint}: {stats.summary()}")
+    transform = _Transform(train, image_size, seed, min_crop_scale, flip)
+    shard = _shard_filter(batch_size, local_batch, process_index)
+    dataset = (
+        _elements(
+            catalog,
+            keep,
+            train=train,
+            seed=seed,
+            first=start_step * batch_size,
+            shard=shard,
+            buffer=shuffle_buffer,
+        )
+        .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(local_batch, drop_remainder=train)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return Pipeline(dataset, stats, list(itertools.compress(catalog.items, keep)), local_batch)
+
+
+def pipeline_from_config(
+    cfg: DataConfig,
+    *,
+    train: bool,
+    seed: int,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Pipeline:
+    """``build_pipeline`` with the fields of ``cfg``; ``cfg.skip_gray`` applies to training."""
+    return build_pipeline(
+        cfg.source,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        train=train,
+        seed=seed,
+        start_step=start_step,
+        process_index=process_index,
+        process_count=process_count,
+        eval_fraction=cfg.eval_fraction,
+        min_crop_scale=cfg.min_crop_scale,
+        flip=cfg.flip,
+        skip_gray=cfg.skip_gray if train else None,
+        data_dir=cfg.data_dir or None,
+        shuffle_buffer=cfg.shuffle_buffer,
+    )

@@ -1,0 +1,215 @@
+"""Colorize photos of any size with a trained generator.
+
+The full-resolution lightness L of the input is kept; the chroma ab is predicted at a modest
+render size (where the network saw its training statistics), upsampled bilinearly to full size
+and recombined with L. This keeps fine detail from L and avoids the colour patches a network
+trained on 128 px crops paints when run directly on a large photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from colorjax import color, imageio
+from colorjax.config import ModelConfig, from_dict
+from colorjax.models import UNetGenerator
+from colorjax.steps import make_generate
+
+BUNDLE_CONFIG = "generator.json"
+BUNDLE_WEIGHTS = "generator.msgpack"
+RENDER_SCALE = 2  # default render size: this many times the training size
+
+
+@dataclasses.dataclass
+class Colorizer:
+    """A generator ready to colorize: its module, variables and default render size."""
+
+    model: ModelConfig
+    params: Any
+    state: dict
+    render_size: int
+
+    def __post_init__(self):
+        self.generator = UNetGenerator(**dataclasses.asdict(self.model))
+        self._generate = make_generate(self.generator)
+
+    @property
+    def multiple(self) -> int:
+        """Render sizes are multiples of this (the generator's total downsampling)."""
+        return 2**self.model.depth
+
+    def render_shape(self, height: int, width: int, render_size: int | None = None) -> tuple:
+        """Shape at which ab is predicted: longer side ``render_size`` (never above the photo's
+        own size), both sides rounded to multiples of ``2**depth``."""
+        size = render_size or self.render_size
+        scale = min(1.0, size / max(height, width))
+        return tuple(
+            max(self.multiple, round(side * scale / self.multiple) * self.multiple)
+            for side in (height, width)
+        )
+
+    def predict_ab(self, gray: np.ndarray, flip: bool = False) -> np.ndarray:
+        """Network ab [B,h,w,2] in [-1, 1] for network L [B,h,w,1]; ``flip`` averages the
+        prediction with that of the mirrored input."""
+        ab = np.asarray(self._generate(self.params, self.state, gray))
+        if flip:
+            mirrored = np.asarray(self._generate(self.params, self.state, gray[:, :, ::-1]))
+            ab = 0.5 * (ab + mirrored[:, :, ::-1])
+        return ab
+
+    def colorize(
+        self, image: np.ndarray | Image.Image, *, render_size: int | None = None, flip: bool = False
+    ) -> np.ndarray:
+        """RGB uint8 [H,W,3] colorization of ``image`` (any size, mode or bit depth)."""
+        return self.colorize_many([image], render_size=render_size, flip=flip)[0]
+
+    def colorize_many(
+        self,
+        images: Sequence[np.ndarray | Image.Image],
+        *,
+        render_size: int | None = None,
+        flip: bool = False,
+        batch_size: int = 8,
+    ) -> list[np.ndarray]:
+        """Colorize several images, batching those that share a render shape."""
+        lightness = [full_resolution_l(as_rgb(image)) for image in images]
+        groups: dict[tuple, list[int]] = {}
+        for index, l in enumerate(lightness):
+            groups.setdefault(self.render_shape(*l.shape, render_size), []).append(index)
+        results: list[np.ndarray | None] = [None] * len(images)
+        for shape, indices in groups.items():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                small = np.stack([resize_plane(lightness[i], shape) for i in chunk])
+                ab = self.predict_ab(np.asarray(color.normalize_l(small))[..., None], flip)
+                for i, ab_small in zip(chunk, ab, strict=True):
+                    results[i] = recombine(lightness[i], ab_small)
+        return results
+
+
+def as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
+    """uint8 RGB [H,W,3] from a PIL image or an array (gray [H,W] or [H,W,1], RGB, RGBA)."""
+    if isinstance(image, Image.Image):
+        return imageio.pil_to_rgb(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        high = 65535.0 if array.dtype == np.uint16 else 1.0
+        array = np.clip(np.round(array.astype(np.float64) / high * 255.0), 0, 255)
+        array = array.astype(np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def full_resolution_l(rgb: np.ndarray) -> np.ndarray:
+    """CIE L* [H,W] (0..100) of a uint8 RGB image: its luminance, whatever its tint."""
+    return np.asarray(color.rgb_to_lab(rgb.astype(np.float32) / 255.0)[..., 0])
+
+
+def resize_plane(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a float [H,W] plane to ``shape`` (area averaging down, bilinear up)."""
+    if plane.shape == tuple(shape):
+        return plane.astype(np.float32)
+    image = Image.fromarray(plane.astype(np.float32), mode="F")
+    shrinking = shape[0] < plane.shape[0] or shape[1] < plane.shape[1]
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    return np.asarray(image.resize((shape[1], shape[0]), method), np.float32)
+
+
+def recombine(lightness: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+    """Full-size L with network ab upsampled to it -> RGB uint8."""
+    shape = lightness.shape
+    ab = np.stack([resize_plane(ab_small[..., c], shape) for c in range(2)], axis=-1)
+    lab = np.concatenate([lightness[..., None], np.asarray(color.denormalize_ab(ab))], axis=-1)
+    return np.round(np.asarray(color.lab_to_rgb(lab)) * 255.0).astype(np.uint8)
+
+
+def default_render_size(model: ModelConfig, image_size: int) -> int:
+    """The training size scaled up modestly, as a multiple of ``2**depth``."""
+    multiple = 2**model.depth
+    return math.ceil(RENDER_SCALE * image_size / multiple) * multiple
+
+
+def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorizer:
+    """The generator of a training run (``step``: None = latest, "best", or a step number)."""
+    from colorjax.checkpoint import Checkpoints
+    from colorjax.config import load_json
+
+    workdir = Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(f"{workdir} is not a training workdir (no config.json)")
+    config = load_json(workdir / "config.json")
+    checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
+    try:
+        chosen = _choose_step(checkpoints, step, workdir)
+        state = checkpoints.restore(step=chosen)
+    finally:
+        checkpoints.close()
+    return Colorizer(
+        config.model,
+        state["g_params"],
+        state.get("g_state", {}),
+        default_render_size(config.model, config.data.image_size),
+    )
+
+
+def _choose_step(checkpoints, step: int | str | None, workdir: Path) -> int:
+    steps = checkpoints.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"{workdir} has no checkpoints")
+    if step is None:
+        return steps[-1]
+    if step == "best":
+        best = checkpoints.best_step()
+        return best if best is not None else steps[-1]
+    if int(step) not in steps:
+        raise ValueError(f"{workdir} has no checkpoint at step {step}; saved steps: {steps}")
+    return int(step)
+
+
+def export_bundle(
+    colorizer: Colorizer, out: str | Path, *, dtype: str = "float32", metadata: dict | None = None
+) -> Path:
+    """Write the generator's weights (``generator.msgpack``) and what rebuilds it
+    (``generator.json``) to ``out``; ``dtype="float16"`` halves the file."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    variables = {"params": colorizer.params, **colorizer.state}
+    stored = jax.tree.map(lambda x: np.asarray(x).astype(dtype), variables)
+    (out / BUNDLE_WEIGHTS).write_bytes(flax.serialization.msgpack_serialize(stored))
+    description = {
+        "model": dataclasses.asdict(colorizer.model),
+        "render_size": colorizer.render_size,
+        "storage_dtype": dtype,
+        **(metadata or {}),
+    }
+    (out / BUNDLE_CONFIG).write_text(json.dumps(description, indent=2) + "\n")
+    return out
+
+
+def load_bundle(path: str | Path) -> Colorizer:
+    """A Colorizer from a folder written by ``export_bundle``."""
+    path = Path(path)
+    if not (path / BUNDLE_CONFIG).is_file() or not (path / BUNDLE_WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"{path} is not a colorjax model folder (needs {BUNDLE_CONFIG} and {BUNDLE_WEIGHTS})"
+        )
+    description = json.loads((path / BUNDLE_CONFIG).read_text())
+    model = from_dict({"model": description["model"]}).model
+    variables = flax.serialization.msgpack_restore((path / BUNDLE_WEIGHTS).read_bytes())
+    variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), variables)
+    params = variables.pop("params")
+    return Colorizer(model, params, variables, int(description["render_size"]))

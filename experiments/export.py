@@ -1,0 +1,36 @@
+"""Export a run's generator for inference: ``python -m experiments.export --workdir RUN --out DIR``.
+
+The folder holds the generator's weights and the config that rebuilds it, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, help="training run directory")
+    parser.add_argument("--out", required=True, help="folder to write the model to")
+    parser.add_argument("--step", help="a step number or 'best' (default: latest)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16"),
+        help="storage precision of the weights",
+    )
+    args = parser.parse_args(argv)
+
+    from colorjax import inference
+
+    step = None if args.step is None else args.step if args.step == "best" else int(args.step)
+    colorizer = inference.load_workdir(args.workdir, step)
+    path = inference.export_bundle(
+        colorizer, args.out, dtype=args.dtype, metadata={"source_workdir": str(args.workdir)}
+    )
+    print(f"exported the generator to {path}")
+
+
+if __name__ == "__main__":
+    main()

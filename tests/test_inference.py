@@ -1,0 +1,139 @@
+"""Any-size colorization, model loading and export."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorjax import color, inference
+from colorjax.config import ModelConfig
+
+pytestmark = pytest.mark.usefixtures("fast_compilation")
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def colorizer():
+    model = ModelConfig(depth=3, features=4, norm="batch", dropout=0.0, upsample="resize_conv")
+    from colorjax.models import UNetGenerator
+
+    variables = UNetGenerator(**dataclasses.asdict(model)).init(
+        jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32), train=False
+    )
+    params = variables.pop("params")
+    return inference.Colorizer(model, params, dict(variables), render_size=32)
+
+
+def _photo(height=45, width=70, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_render_shape_is_a_multiple_and_keeps_aspect(colorizer):
+    assert colorizer.render_shape(3000, 4000) == (24, 32)
+    assert colorizer.render_shape(3000, 4000, 512) == (384, 512)
+    assert colorizer.render_shape(5, 7) == (8, 8)
+
+
+@pytest.mark.parametrize("shape", [(45, 70), (97, 131), (1, 1), (300, 17)])
+def test_any_size_keeps_shape_and_lightness(colorizer, shape):
+    rgb = _photo(*shape)
+    out = colorizer.colorize(rgb)
+    assert out.shape == (*shape, 3) and out.dtype == np.uint8
+    l_in = np.asarray(color.rgb_to_lab(rgb / 255.0))[..., 0]
+    l_out = np.asarray(color.rgb_to_lab(out / 255.0))[..., 0]
+    assert np.percentile(np.abs(l_in - l_out), 95) < 1.5
+
+
+def test_pil_modes_and_arrays(colorizer):
+    rgb = _photo()
+    gray = Image.fromarray(rgb).convert("L")
+    sepia = np.stack([np.asarray(gray) * f for f in (1.0, 0.85, 0.6)], -1).astype(np.uint8)
+    inputs = [
+        gray,
+        Image.fromarray(rgb).convert("RGBA"),
+        Image.fromarray(rgb).convert("P"),
+        Image.fromarray(rgb).convert("CMYK"),
+        np.asarray(gray),
+        (np.asarray(gray).astype(np.uint16) * 257),
+        sepia,
+    ]
+    for image in inputs:
+        assert colorizer.colorize(image).shape == (45, 70, 3)
+    # A toned photo is colorized from its lightness alone, like the gray image of equal L*.
+    l_sepia = np.asarray(color.rgb_to_lab(sepia / 255.0))[..., :1]
+    lab_gray = np.concatenate([l_sepia, np.zeros_like(l_sepia), np.zeros_like(l_sepia)], -1)
+    gray_equal_l = np.round(np.asarray(color.lab_to_rgb(lab_gray)) * 255).astype(np.uint8)
+    difference = colorizer.colorize(sepia).astype(int) - colorizer.colorize(gray_equal_l)
+    assert np.abs(difference).max() <= 2
+
+
+def test_flip_average_and_batching_agree(colorizer):
+    photos = [_photo(seed=s) for s in range(3)] + [_photo(60, 40)]
+    one_by_one = [colorizer.colorize(p) for p in photos]
+    batched = colorizer.colorize_many(photos, batch_size=2)
+    for a, b in zip(one_by_one, batched, strict=True):
+        np.testing.assert_allclose(a, b, atol=1)
+    assert colorizer.colorize(photos[0], flip=True).shape == photos[0].shape
+
+
+def test_export_round_trip_gives_identical_output(colorizer, tmp_path):
+    inference.export_bundle(colorizer, tmp_path / "model")
+    loaded = inference.load_bundle(tmp_path / "model")
+    photo = _photo()
+    np.testing.assert_array_equal(colorizer.colorize(photo), loaded.colorize(photo))
+    with pytest.raises(FileNotFoundError, match="not a colorjax model"):
+        inference.load_bundle(tmp_path)
+
+
+def test_colorize_cli_skips_bad_inputs_and_protects_files(colorizer, tmp_path):
+    inference.export_bundle(colorizer, tmp_path / "model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_photo()).save(photos / "a.jpg")
+    Image.fromarray(_photo(seed=1)).convert("L").save(photos / "b.png")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "out"
+    (out).mkdir()
+    Image.fromarray(_photo(seed=2)).save(out / "b.png")
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.colorize",
+        "--model",
+        str(tmp_path / "model"),
+        str(photos),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broken.jpg" in result.stderr and "--overwrite" in result.stderr
+    assert Image.open(out / "a.png").size == (70, 45)
+    assert np.array_equal(np.asarray(Image.open(out / "b.png")), _photo(seed=2))
+    result = subprocess.run(
+        [*command, "--overwrite"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+    assert not np.array_equal(np.asarray(Image.open(out / "b.png")), _photo(seed=2))
+    result = subprocess.run(
+        [*command[:-2], "--out", str(photos)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin"},
+    )
+    assert "overwrite an input" in result.stderr
