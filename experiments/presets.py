@@ -103,10 +103,50 @@ def pix2pix_unet128() -> Config:
     )
 
 
+def cbsd_cpu() -> Config:
+    """CPU training on the CBSD432 photos (evaluate on CBSD68): 128 px crops, a 32-wide U-Net."""
+    return apply_overrides(
+        Config(),
+        [
+            "data.source=folder:../shared/data/CBSD432",
+            "data.image_size=128",
+            "data.batch_size=16",
+            "data.min_crop_scale=0.2",
+            "model.depth=7",
+            "model.features=32",
+            "model.norm=group",
+            "model.num_groups=16",
+            "model.upsample=resize_conv",
+            "model.dropout=0.0",
+            "disc.layers=3",
+            "disc.features=32",
+            "disc.norm=spectral",
+            "disc.dropout=0.1",
+            "train.steps=40000",
+            "train.pretrain_steps=6000",
+            "train.real_label=0.9",
+            "train.lr_g=2e-4",
+            "train.lr_d=1e-4",
+            "train.schedule=linear_decay",
+            "train.decay_start=0.6",
+            "train.clip_norm=1.0",
+            "train.diffaug=translation",
+            "log.every=50",
+            "log.sample_every=1000",
+            "log.eval_every=1000",
+            "log.eval_images=32",
+            "ckpt.every=500",
+            "ckpt.minutes=10",
+            "ckpt.keep=3",
+        ],
+    )
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "demo": demo,
     "t4_128": t4_128,
     "pix2pix_unet128": pix2pix_unet128,
+    "cbsd_cpu": cbsd_cpu,
 }
 
 
