@@ -114,9 +114,58 @@ def as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3])
 
 
+def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
+    """sRGB curve as tables: uint8 -> linear, and linear (16-bit steps) -> uint8.
+
+    Full-resolution photos go through these instead of per-pixel powers (tens of millions of
+    pixels); both tables come from ``color``'s own curve, so the two paths agree.
+    """
+    to_linear = np.asarray(color.srgb_to_linear(np.arange(256) / 255.0), np.float32)
+    steps = np.arange(LINEAR_STEPS + 1, dtype=np.float64) / LINEAR_STEPS
+    to_srgb8 = np.round(np.asarray(color.linear_to_srgb(steps)) * 255.0).astype(np.uint8)
+    return to_linear, to_srgb8
+
+
+LINEAR_STEPS = 65535
+LINEAR_FROM_SRGB8, SRGB8_FROM_LINEAR = _lookup_tables()
+# Luminance contribution of each channel's 256 levels, so Y is three table look-ups.
+_LUMINANCE_FROM_SRGB8 = (LINEAR_FROM_SRGB8[None, :] * color.XYZ_FROM_RGB[1][:, None]).astype(
+    np.float32
+)
+_RGB_FROM_XYZ_WHITE = (color.RGB_FROM_XYZ * np.asarray(color.D65_WHITE)).T.astype(np.float32)
+_F_THRESHOLD = np.float32(color.LAB_EPSILON ** (1 / 3))
+ROWS_PER_CHUNK = 256  # full-resolution conversions run in bands of rows (cache, peak memory)
+
+
 def full_resolution_l(rgb: np.ndarray) -> np.ndarray:
     """CIE L* [H,W] (0..100) of a uint8 RGB image: its luminance, whatever its tint."""
-    return np.asarray(color.rgb_to_lab(rgb.astype(np.float32) / 255.0)[..., 0])
+    lightness = np.empty(rgb.shape[:2], np.float32)
+    for top in range(0, rgb.shape[0], ROWS_PER_CHUNK):
+        band = rgb[top : top + ROWS_PER_CHUNK]
+        y = sum(np.take(_LUMINANCE_FROM_SRGB8[c], band[..., c]) for c in range(3))
+        f = np.where(y > color.LAB_EPSILON, np.cbrt(y), color.LAB_KAPPA * y + color.LAB_OFFSET)
+        lightness[top : top + ROWS_PER_CHUNK] = 116.0 * f - 16.0
+    return lightness
+
+
+def _lab_f_inverse(f: np.ndarray) -> np.ndarray:
+    return np.where(f > _F_THRESHOLD, f * f * f, (f - color.LAB_OFFSET) / color.LAB_KAPPA)
+
+
+def lab_to_rgb8(lab: np.ndarray) -> np.ndarray:
+    """CIE Lab [..., 3] float32 -> uint8 sRGB (out-of-gamut clipped), via the lookup table."""
+    fy = (lab[..., 0] + np.float32(16.0)) / np.float32(116.0)
+    f = np.stack(
+        [
+            fy + lab[..., 1] / np.float32(500.0),
+            fy,
+            np.maximum(fy - lab[..., 2] / np.float32(200.0), 0.0),
+        ],
+        -1,
+    )
+    linear = _lab_f_inverse(f) @ _RGB_FROM_XYZ_WHITE
+    np.clip(linear, 0.0, 1.0, out=linear)
+    return SRGB8_FROM_LINEAR[(linear * LINEAR_STEPS + 0.5).astype(np.int32)]
 
 
 def resize_plane(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -132,9 +181,12 @@ def resize_plane(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def recombine(lightness: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
     """Full-size L with network ab upsampled to it -> RGB uint8."""
     shape = lightness.shape
-    ab = np.stack([resize_plane(ab_small[..., c], shape) for c in range(2)], axis=-1)
-    lab = np.concatenate([lightness[..., None], np.asarray(color.denormalize_ab(ab))], axis=-1)
-    return np.round(np.asarray(color.lab_to_rgb(lab)) * 255.0).astype(np.uint8)
+    a, b = (resize_plane(ab_small[..., c] * np.float32(color.AB_SCALE), shape) for c in range(2))
+    rgb = np.empty((*shape, 3), np.uint8)
+    for top in range(0, shape[0], ROWS_PER_CHUNK):
+        rows = slice(top, top + ROWS_PER_CHUNK)
+        rgb[rows] = lab_to_rgb8(np.stack([lightness[rows], a[rows], b[rows]], axis=-1))
+    return rgb
 
 
 def default_render_size(model: ModelConfig, image_size: int) -> int:

@@ -1,8 +1,13 @@
 """Speed measurements, printed as ONE JSON object on the last line of stdout.
 
+    python -m experiments.bench --preset pix2pix_unet128 --torch-python /tmp/torch-ref/bin/python
     python -m experiments.bench --only data --preset demo --set data.image_size=128
 
-Each part is a function ``bench_<part>(cfg) -> dict`` whose keys are prefixed by the part.
+Parts: ``train`` (one GAN step on synthetic batches: median seconds, images/s, compile time,
+XLA cost-analysis FLOPs, peak memory), ``infer`` (generator latency by image size and a
+4000x3000 photo colorized end to end), ``data`` (input pipeline images/s). With
+``--torch-python`` the PyTorch reference of the pix2pix networks (../shared/bench) runs in the
+same invocation and the ratio is reported. Each part is a function ``bench_<part>(cfg) -> dict``.
 """
 
 from __future__ import annotations
@@ -10,17 +15,157 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
+import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import jax
+import numpy as np
+
+from colorjax import parallel, steps
 from colorjax.config import Config
 from colorjax.data import pipeline_from_config
+from colorjax.inference import Colorizer
+from colorjax.models import conv
 from experiments.cli import add_config_args, config_from_args, run_cli
 
 DATA_WARMUP_BATCHES = 5
 DATA_BATCHES = 50
+TRAIN_WARMUP_STEPS = 2
+TRAIN_STEPS = 5
+INFER_SIZES = (256, 512, 1024, 2048)
+INFER_REPEATS = 3
+PHOTO_SHAPE = (3000, 4000)
+PHOTO_RENDER_SIZE = 512
+TORCH_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared/bench/torch_pix2pix_ref.py"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _parameter_count(tree) -> int:
+    return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+
+
+def _synthetic_batch(cfg: Config, mesh) -> dict:
+    rng = np.random.default_rng(0)
+    size, batch = cfg.data.image_size, cfg.data.batch_size
+    local = {
+        "L": rng.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32),
+        "ab": rng.uniform(-0.5, 0.5, (batch, size, size, 2)).astype(np.float32),
+    }
+    return parallel.global_batch(local, mesh)
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis.get("flops", float("nan")))
+
+
+def bench_train(cfg: Config, warmup: int = TRAIN_WARMUP_STEPS, timed: int = TRAIN_STEPS) -> dict:
+    """One GAN train step (discriminator + generator update) on synthetic batches."""
+    mesh = parallel.make_mesh(cfg.parallel)
+    parallel.check_batch_size(cfg.data.batch_size, mesh)
+    gan = steps.build_gan(cfg)
+    replicated = parallel.replicated(mesh)
+    state = jax.jit(
+        lambda key: steps.init_state(gan, key, cfg.data.image_size), out_shardings=replicated
+    )(jax.random.PRNGKey(0))
+    batch = _synthetic_batch(cfg, mesh)
+    step = steps.make_train_step(gan, out_shardings=(replicated, replicated))
+    start = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - start
+    flops = _flops(compiled)
+    holder = [state]
+
+    def run():
+        holder[0], metrics = compiled(holder[0], batch)
+        return metrics
+
+    _median_seconds(run, warmup)
+    step_s = _median_seconds(run, timed)
+    memory = jax.devices()[0].memory_stats() or {}
+    return {
+        "params_g": _parameter_count(state.g_params),
+        "params_d": _parameter_count(state.d_params),
+        "conv_impl": conv.resolve_impl(cfg.model.conv_impl),
+        "dtype": cfg.model.dtype,
+        "compile_s": round(compile_s, 2),
+        "train_step_s": round(step_s, 3),
+        "train_images_per_s": round(cfg.data.batch_size / step_s, 2),
+        "flops_per_step": flops,
+        "train_gflops_per_s": round(flops / step_s / 1e9, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "device_peak_bytes": memory.get("peak_bytes_in_use"),
+        **parallel.describe(mesh),
+        "jax_version": jax.__version__,
+    }
+
+
+def bench_infer(cfg: Config, sizes: Sequence[int] = INFER_SIZES) -> dict:
+    """Generator latency (batch 1, eval mode, compile excluded) and a 4000x3000 colorization."""
+    gan = steps.build_gan(cfg)
+    state = steps.init_state(gan, jax.random.PRNGKey(0), 2**cfg.model.depth)
+    colorizer = Colorizer(cfg.model, state.g_params, state.g_state, PHOTO_RENDER_SIZE)
+    latency = {}
+    for size in sizes:
+        gray = np.zeros((1, size, size, 1), np.float32)
+        colorizer.predict_ab(gray)
+        latency[str(size)] = round(
+            _median_seconds(lambda g=gray: colorizer.predict_ab(g), INFER_REPEATS), 3
+        )
+    photo = np.random.default_rng(0).integers(0, 256, (*PHOTO_SHAPE, 3), dtype=np.uint8)
+    colorizer.colorize(photo)
+    photo_s = _median_seconds(lambda: colorizer.colorize(photo), INFER_REPEATS)
+    return {
+        "infer_s": latency,
+        "colorize_4000x3000_s": round(photo_s, 3),
+        "colorize_render_size": PHOTO_RENDER_SIZE,
+        "infer_peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def bench_torch_reference(python: str, cfg: Config, steps_count: int = TRAIN_STEPS) -> dict:
+    """Run the PyTorch pix2pix reference with ``python``; its step time, images/s, peak RSS."""
+    command = [
+        python,
+        str(TORCH_REFERENCE),
+        "--steps",
+        str(steps_count),
+        "--batch",
+        str(cfg.data.batch_size),
+        "--size",
+        str(cfg.data.image_size),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"median_s_per_step=([\d.]+) images_per_s=([\d.]+)", output)
+    if match is None:
+        raise RuntimeError(f"unexpected output from {TORCH_REFERENCE}:\n{output}")
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "torch_train_step_s": float(match.group(1)),
+        "torch_train_images_per_s": float(match.group(2)),
+        "torch_peak_rss_mb": round(child_rss, 1),
+    }
 
 
 def bench_data(cfg: Config, warmup: int = DATA_WARMUP_BATCHES, batches: int = DATA_BATCHES) -> dict:
@@ -43,7 +188,11 @@ def bench_data(cfg: Config, warmup: int = DATA_WARMUP_BATCHES, batches: int = DA
     }
 
 
-PARTS: dict[str, Callable[[Config], dict]] = {"data": bench_data}
+PARTS: dict[str, Callable[[Config], dict]] = {
+    "train": bench_train,
+    "infer": bench_infer,
+    "data": bench_data,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -55,11 +204,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="append",
         help="run only this part (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--torch-python",
+        help="a Python with torch: also time the PyTorch "
+        "reference (pix2pix unet_128 + PatchGAN) in this run",
+    )
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
-    result: dict = {}
+    result: dict = {"preset": args.preset, "overrides": args.overrides}
     for part in args.only or PARTS:
         result.update(PARTS[part](cfg))
+        print(json.dumps(result), flush=True)
+    if args.torch_python:
+        result.update(bench_torch_reference(args.torch_python, cfg))
+        if "train_images_per_s" in result:
+            result["speedup_vs_torch"] = round(
+                result["train_images_per_s"] / result["torch_train_images_per_s"], 3
+            )
+            result["memory_vs_torch"] = round(
+                result["peak_rss_mb"] / result["torch_peak_rss_mb"], 3
+            )
     print(json.dumps(result))
 
 

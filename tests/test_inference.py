@@ -137,3 +137,13 @@ def test_colorize_cli_skips_bad_inputs_and_protects_files(colorizer, tmp_path):
         env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin"},
     )
     assert "overwrite an input" in result.stderr
+
+
+def test_full_resolution_fast_path_matches_color_module():
+    rgb = np.random.default_rng(3).integers(0, 256, (300, 20, 3), dtype=np.uint8)
+    lab = np.array(color.rgb_to_lab(rgb / 255.0))
+    np.testing.assert_allclose(inference.full_resolution_l(rgb), lab[..., 0], atol=0.01)
+    lab[..., 1:] *= 1.3  # some colours leave the gamut: both paths clip
+    reference = np.round(np.asarray(color.lab_to_rgb(lab)) * 255)
+    fast = inference.lab_to_rgb8(lab.astype(np.float32)).astype(int)
+    assert np.abs(fast - reference).max() <= 1
