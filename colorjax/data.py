@@ -594,6 +594,24 @@ def _catalog(source: str, *, train: bool, eval_fraction: float, data_dir: str | 
     return _tfds_catalog(argument, train=train, eval_fraction=eval_fraction, data_dir=data_dir)
 
 
+def _split_mask(
+    source: str, catalog: _Catalog, split: str, skip_gray: bool
+) -> tuple[np.ndarray, DataStats]:
+    """Which catalog items are usable images of ``split``, and the scan's stats; logs their
+    summary once (a warning when images were skipped); none usable is a ValueError."""
+    stats = _stats(source, split, catalog.items, catalog.probes, skip_gray)
+    (logger.warning if stats.skipped else logger.info)(stats.summary())
+    keep = np.array(
+        [it.split == split and _usable(catalog.probes[it.key], skip_gray) for it in catalog.items]
+    )
+    if not keep.any():
+        hint = (
+            " (raise eval_fraction, or use train/ and eval/ sub-folders)" if split == EVAL else ""
+        )
+        raise ValueError(f"source {source!r} has no usable {split} images{hint}: {stats.summary()}")
+    return keep, stats
+
+
 def _local_batch_size(batch_size: int, process_index: int, process_count: int) -> int:
     if batch_size <= 0 or process_count <= 0 or batch_size % process_count:
         raise ValueError(
@@ -632,16 +650,7 @@ def build_pipeline(
     skip_gray = train if skip_gray is None else skip_gray
     split = TRAIN if train else EVAL
     catalog = _catalog(source, train=train, eval_fraction=eval_fraction, data_dir=data_dir)
-    stats = _stats(source, split, catalog.items, catalog.probes, skip_gray)
-    (logger.warning if stats.skipped else logger.info)(stats.summary())
-    keep = np.array(
-        [it.split == split and _usable(catalog.probes[it.key], skip_gray) for it in catalog.items]
-    )
-    if not keep.any():
-        hint = (
-            " (raise eval_fraction, or use train/ and eval/ sub-folders)" if split == EVAL else ""
-        )
-        raise ValueError(f"source {source!r} has no usable {split} images{hint}: {stats.summary()}")
+    keep, stats = _split_mask(source, catalog, split, skip_gray)
     transform = _Transform(train, image_size, seed, min_crop_scale, flip)
     shard = _shard_filter(batch_size, local_batch, process_index)
     dataset = (
@@ -687,3 +696,64 @@ def pipeline_from_config(
         data_dir=cfg.data_dir or None,
         shuffle_buffer=cfg.shuffle_buffer,
     )
+
+
+# ----------------------------------------------------------------------------- evaluation images
+
+
+def _file_root(source: str) -> Path | None:
+    """The folder a file source's image names are relative to; None for TFDS."""
+    scheme, argument = parse_source(source)
+    if scheme == "sample":
+        return sample_dir()
+    return Path(argument).expanduser() if scheme == "folder" else None
+
+
+def _decode_positions(catalog: _Catalog, positions: Sequence[int]) -> list[np.ndarray]:
+    """The decoded images of the catalog items at ``positions`` (ascending)."""
+    if catalog.records is None:
+        return [imageio.load_image(catalog.items[p].key) for p in positions]
+    wanted = set(positions)
+    records = catalog.records.take(max(positions, default=-1) + 1).as_numpy_iterator()
+    return [
+        imageio.decode_image(data, catalog.items[p].key)
+        for p, data in enumerate(records)
+        if p in wanted
+    ]
+
+
+def _eval_view(image: np.ndarray, region: tuple[float, ...], size: int | None) -> np.ndarray:
+    """``region`` of a decoded image at native size, or its validation view at ``size``."""
+    view = _crop_region(tf.constant(image), tf.constant(region, tf.float32))
+    if size is not None:
+        view = tf.round(tf.clip_by_value(_resize_center_crop(view, size), 0.0, 255.0))
+    return np.ascontiguousarray(tf.cast(view, tf.uint8).numpy())
+
+
+def eval_split_images(
+    source: str,
+    *,
+    eval_fraction: float = 0.1,
+    data_dir: str | None = None,
+    size: int | None = None,
+    limit: int | None = None,
+) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 RGB [H, W, 3]) of the usable images of ``source``'s eval split.
+
+    The split is the one ``build_pipeline(train=False)`` reads, gray images included; skipped
+    files are counted in the logged scan summary. Each image is the whole decoded photo
+    (``sample``: its held-out region) at native size or, with ``size``, the view validation
+    uses: shorter side resized to ``size``, central square. ``limit`` keeps the first images in
+    catalog order. Names: paths relative to the folder (``sample``: file names), or the TFDS
+    keys ``NAME:SPLIT#i``.
+    """
+    catalog = _catalog(source, train=False, eval_fraction=eval_fraction, data_dir=data_dir)
+    keep, _ = _split_mask(source, catalog, EVAL, skip_gray=False)
+    positions = np.flatnonzero(keep)[:limit].tolist()
+    root = _file_root(source)
+    named = []
+    for position, image in zip(positions, _decode_positions(catalog, positions), strict=True):
+        item = catalog.items[position]
+        name = Path(item.key).relative_to(root).as_posix() if root else item.key
+        named.append((name, _eval_view(image, item.region, size)))
+    return named

@@ -125,8 +125,9 @@ def _pair(batch_l: jax.Array, ab: jax.Array) -> jax.Array:
 
 def _discriminator_update(
     gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array
-) -> tuple[GANState, Metrics]:
-    """One discriminator update on (augmented) real and fake pairs."""
+) -> tuple[GANState, Metrics, jax.Array]:
+    """One discriminator update on (augmented) real and fake pairs; also whether its
+    gradient was finite (float16 skips the update otherwise)."""
     kind, real_label = gan.config.train.gan_loss, gan.config.train.real_label
     key_aug, key_real, key_fake = jax.random.split(key, 3)
 
@@ -150,14 +151,16 @@ def _discriminator_update(
                 "d_acc_fake": acc_fake,
             },
         )
-        return losses.discriminator_total(kind, loss_real, loss_fake), aux
+        total = losses.discriminator_total(kind, loss_real, loss_fake)
+        return total * state.loss_scale, (total, aux)
 
-    (loss, (d_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-    updates, d_opt = gan.tx_d.update(grads, state.d_opt, state.d_params)
-    state = state.replace(
-        d_params=optax.apply_updates(state.d_params, updates), d_state=d_state, d_opt=d_opt
+    (_, (loss, (d_state, metrics))), scaled = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.d_params
     )
-    return state, {**metrics, "d_loss": loss, "d_grad_norm": optax.global_norm(grads)}
+    grads, finite = _unscale(scaled, state.loss_scale)
+    d_params, d_opt = _optimizer_step(gan, gan.tx_d, state.d_params, state.d_opt, grads, finite)
+    state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt)
+    return state, {**metrics, "d_loss": loss, "d_grad_norm": optax.global_norm(grads)}, finite
 
 
 def _generator_loss(
@@ -181,16 +184,28 @@ def _generator_loss(
     return loss_fn
 
 
-def _apply_generator_update(
-    gan: GAN, state: GANState, grads: Any, finite: jax.Array
-) -> tuple[GANState, Metrics]:
-    """Adam step on the generator; a non-finite float16 gradient skips it and halves the scale."""
-    updates, g_opt = gan.tx_g.update(grads, state.g_opt, state.g_params)
-    g_params = optax.apply_updates(state.g_params, updates)
+def _unscale(grads: Any, scale: jax.Array) -> tuple[Any, jax.Array]:
+    """Gradients of a loss multiplied by ``scale``, back in float32; and whether all are finite."""
+    grads = jax.tree.map(lambda g: g.astype(jnp.float32) / scale, grads)
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    return grads, finite
+
+
+def _optimizer_step(
+    gan: GAN,
+    tx: optax.GradientTransformation,
+    params: Any,
+    opt: Any,
+    grads: Any,
+    finite: jax.Array,
+) -> tuple[Any, Any]:
+    """Apply ``tx``; with float16 compute a non-finite gradient leaves params and state as
+    they were (dynamic loss scaling then lowers the scale)."""
+    updates, new_opt = tx.update(grads, opt, params)
+    new_params = optax.apply_updates(params, updates)
     if gan.config.model.dtype == "float16":
-        g_params = _where(finite, g_params, state.g_params)
-        g_opt = _where(finite, g_opt, state.g_opt)
-    return state.replace(g_params=g_params, g_opt=g_opt), {"g_grad_norm": optax.global_norm(grads)}
+        return _where(finite, new_params, params), _where(finite, new_opt, opt)
+    return new_params, new_opt
 
 
 def _where(condition: jax.Array, new: Any, old: Any) -> Any:
@@ -219,32 +234,37 @@ def train_step(
     fake, pullback, g_state = jax.vjp(forward, state.g_params, has_aux=True)
     state = state.replace(g_state=g_state)
     metrics: Metrics = {}
+    all_finite = jnp.array(True)
     if adversarial:
         real_pair = _pair(gray, target.astype(fake.dtype))
         fake_pair = _pair(gray, jax.lax.stop_gradient(fake))
         for i, d_key in enumerate(jax.random.split(key_d, gan.config.train.d_steps)):
-            state, d_metrics = _discriminator_update(gan, state, real_pair, fake_pair, d_key)
+            state, d_metrics, d_finite = _discriminator_update(
+                gan, state, real_pair, fake_pair, d_key
+            )
             metrics = d_metrics if i == 0 else metrics
+            all_finite = all_finite & d_finite
     loss_fn = _generator_loss(gan, state, gray, target, key_loss, adversarial)
     (g_loss, g_metrics), grad_fake = jax.value_and_grad(loss_fn, has_aux=True)(fake)
     scale = state.loss_scale
-    (grads,) = pullback((grad_fake * scale).astype(fake.dtype))
-    grads = jax.tree.map(lambda g: g.astype(jnp.float32) / scale, grads)
-    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    state, update_metrics = _apply_generator_update(gan, state, grads, finite)
+    (scaled,) = pullback((grad_fake * scale).astype(fake.dtype))
+    grads, finite = _unscale(scaled, scale)
+    g_params, g_opt = _optimizer_step(gan, gan.tx_g, state.g_params, state.g_opt, grads, finite)
+    state = state.replace(g_params=g_params, g_opt=g_opt)
+    all_finite = all_finite & finite
     d_updates = jnp.maximum(state.step - gan.config.train.pretrain_steps, 0)
     metrics = {
         **metrics,
         **g_metrics,
-        **update_metrics,
         "g_loss": g_loss,
+        "g_grad_norm": optax.global_norm(grads),
         "lr_g": gan.schedule_g(state.step),
         "lr_d": gan.schedule_d(d_updates),
         "g_param_norm": optax.global_norm(state.g_params),
         "loss_scale": scale,
     }
     state = state.replace(
-        step=state.step + 1, loss_scale=_next_loss_scale(gan, scale, finite, state.step)
+        step=state.step + 1, loss_scale=_next_loss_scale(gan, scale, all_finite, state.step)
     )
     return state, metrics
 

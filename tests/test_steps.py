@@ -136,3 +136,44 @@ def test_build_gan_rejects_bad_choices(tiny_config):
                 tiny_config, train=dataclasses.replace(tiny_config.train, gan_loss="wgan")
             )
         )
+
+
+def _run_steps(config, count=3):
+    gan = steps.build_gan(config)
+    state = steps.init_state(gan, jax.random.PRNGKey(0), 32)
+    step = steps.make_train_step(gan)
+    history = []
+    for i in range(count):
+        state, metrics = step(state, _batch(seed=i))
+        history.append({k: float(v) for k, v in metrics.items()})
+    return state, history
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_is_finite_and_close_to_float32(tiny_config, dtype):
+    reference, ref_history = _run_steps(tiny_config)
+    half, history = _run_steps(apply_overrides(tiny_config, [f"model.dtype={dtype}"]))
+    for metrics, ref in zip(history, ref_history, strict=True):
+        assert np.isfinite(metrics["g_loss"]) and np.isfinite(metrics["d_loss"])
+        assert metrics["g_l1"] == pytest.approx(ref["g_l1"], rel=0.05)
+        assert metrics["d_loss"] == pytest.approx(ref["d_loss"], rel=0.05)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(half.g_params))
+    gray = _batch(seed=9)["L"]
+    generate = steps.make_generate(steps.build_gan(tiny_config).generator)
+    reference_ab = generate(reference.g_params, reference.g_state, gray)
+    half_ab = steps.make_generate(
+        steps.build_gan(apply_overrides(tiny_config, [f"model.dtype={dtype}"])).generator
+    )(half.g_params, half.g_state, gray)
+    assert float(jnp.max(jnp.abs(half_ab - reference_ab))) < 0.05
+    expected_scale = tiny_config.train.loss_scale if dtype == "float16" else 1.0
+    assert history[0]["loss_scale"] == expected_scale
+
+
+def test_float16_overflow_skips_the_update_and_lowers_the_scale(tiny_config):
+    config = apply_overrides(tiny_config, ["model.dtype=float16", "train.loss_scale=1e30"])
+    gan = steps.build_gan(config)
+    state = steps.init_state(gan, jax.random.PRNGKey(0), 32)
+    new, _ = steps.make_train_step(gan, donate=False)(state, _batch())
+    assert float(new.loss_scale) < 1e30
+    for a, b in zip(jax.tree.leaves(new.g_params), jax.tree.leaves(state.g_params), strict=True):
+        np.testing.assert_array_equal(a, b)

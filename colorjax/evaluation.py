@@ -1,0 +1,288 @@
+"""Evaluate colorizers on whole photos: per-image metrics, their means, a table and a grid.
+
+    images = eval_images("folder:/data/CBSD68")
+    outputs = colorize_all({"demo": inference.load_workdir("runs/demo")}, images)
+    results = score(outputs, images)  # evaluate(methods, images) does both steps
+    print(markdown_table(results))
+    write_report(results, Path("eval/results.json"), grid_from_outputs(outputs, images))
+
+Every report includes the zero-chroma baseline ``gray``: the ground truth's own L with
+a = b = 0, made the way a colorizer's output is. Colorizers keep the input's L, so their output
+is compared with the ground truth directly (metrics.py, on RGB in [0, 1]); besides those metrics,
+``colorfulness_diff`` is the output's colorfulness minus the ground truth's.
+
+Results::
+
+    {"mean": {method: {metric: value}},
+     "ground_truth": {"colorfulness": .., "mean_a": .., "mean_b": ..},
+     "images": [{"name": .., "ground_truth": {..}, method: {metric: value}, ...}]}
+
+In memory the values are floats: an output identical to the ground truth has PSNR ``inf``, and
+the chroma ratio against a gray ground truth is ``nan``; means leave such values out. In JSON
+they are written as the strings "inf", "-inf" and "nan" (``float()`` reads them back).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from colorjax import data, inference, metrics, viz
+
+GRAY = "gray"
+GROUND_TRUTH = "ground_truth"
+RESERVED_NAMES = (GRAY, GROUND_TRUTH, "name")
+METRICS = (
+    "psnr",
+    "ssim",
+    "colorfulness",
+    "colorfulness_diff",
+    "chroma_ratio",
+    "ab_hist_intersection",
+    "ciede2000",
+    "mean_a",
+    "mean_b",
+)
+GROUND_TRUTH_METRICS = ("colorfulness", "mean_a", "mean_b")
+MAX, MIN, MATCH_TRUTH = "max", "min", "ground truth"
+# What "best" means per metric: highest, lowest, closest to the ground truth's or to a number.
+GOALS: dict[str, str | float] = {
+    "psnr": MAX,
+    "ssim": MAX,
+    "colorfulness": MATCH_TRUTH,
+    "colorfulness_diff": 0.0,
+    "chroma_ratio": 1.0,
+    "ab_hist_intersection": MAX,
+    "ciede2000": MIN,
+    "mean_a": MATCH_TRUTH,
+    "mean_b": MATCH_TRUTH,
+}
+GRID_HEIGHT = 160
+
+Images = Sequence[tuple[str, np.ndarray]]  # (name, uint8 RGB [H, W, 3])
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def eval_images(
+    source: str,
+    *,
+    data_dir: str | None = None,
+    eval_fraction: float = 0.1,
+    size: int | None = None,
+    limit: int | None = None,
+) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 RGB) of the test images of ``source``, at native size by default.
+
+    A folder with train/ and eval/ (or val/) sub-folders gives its eval images; any other
+    folder is all test, every image evaluated. ``sample`` gives each photo's held-out region,
+    TFDS its eval split (``eval_fraction``: the share carved out of a train-only dataset, as in
+    training). ``size``: the validation view, shorter side resized to ``size`` and the central
+    square cut. Undecodable files are skipped and counted in one logged warning.
+    """
+    scheme, _ = data.parse_source(source)
+    return data.eval_split_images(
+        source,
+        eval_fraction=1.0 if scheme == "folder" else eval_fraction,
+        data_dir=data_dir,
+        size=size,
+        limit=limit,
+    )
+
+
+def method_names(paths: Sequence[str | Path]) -> list[str]:
+    """Methods named by their folder's name; repeats and reserved names get "-2", "-3"..."""
+    names: list[str] = []
+    taken = set(RESERVED_NAMES)
+    for path in paths:
+        base = Path(path).resolve().name
+        name, count = base, 1
+        while name in taken:
+            count += 1
+            name = f"{base}-{count}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def gray_baseline(rgb: np.ndarray) -> np.ndarray:
+    """The zero-chroma image of a uint8 RGB photo: its L with a = b = 0, as uint8 RGB."""
+    lightness = inference.full_resolution_l(rgb)
+    return inference.recombine(lightness, np.zeros((*lightness.shape, 2), np.float32))
+
+
+def colorize_all(
+    methods: Mapping[str, inference.Colorizer], images: Images, *, render_size: int | None = None
+) -> dict[str, list[np.ndarray]]:
+    """uint8 RGB outputs of ``gray`` (first) and of every method, in the order of ``images``."""
+    clashing = sorted(set(methods) & set(RESERVED_NAMES))
+    if clashing:
+        raise ValueError(f"method names {clashing} are reserved ({', '.join(RESERVED_NAMES)})")
+    photos = [rgb for _, rgb in images]
+    outputs = {GRAY: [gray_baseline(rgb) for rgb in photos]}
+    for name, colorizer in methods.items():
+        outputs[name] = colorizer.colorize_many(photos, render_size=render_size)
+    return outputs
+
+
+def ground_truth_metrics(target: np.ndarray) -> dict[str, float]:
+    """Colorfulness and mean a*, b* of a ground-truth image in [0, 1]."""
+    mean_a, mean_b = metrics.mean_ab(target)
+    return {"colorfulness": metrics.colorfulness(target), "mean_a": mean_a, "mean_b": mean_b}
+
+
+def method_metrics(
+    prediction: np.ndarray, target: np.ndarray, truth: Mapping[str, float]
+) -> dict[str, float]:
+    """``METRICS`` of one output against its ground truth (images in [0, 1]); ``truth`` is
+    the ground truth's ``ground_truth_metrics``."""
+    values = metrics.image_metrics(prediction, target)
+    values["colorfulness_diff"] = values["colorfulness"] - truth["colorfulness"]
+    return {key: values[key] for key in METRICS}
+
+
+def score(outputs: Mapping[str, Sequence[np.ndarray]], images: Images) -> dict:
+    """The results structure (module docstring) of outputs from ``colorize_all``."""
+    per_image = []
+    for index, (name, rgb) in enumerate(images):
+        target = rgb / 255.0
+        truth = ground_truth_metrics(target)
+        entry: dict[str, Any] = {"name": name, GROUND_TRUTH: truth}
+        for method, outs in outputs.items():
+            entry[method] = method_metrics(outs[index] / 255.0, target, truth)
+        per_image.append(entry)
+    return {
+        "mean": {m: metrics.mean_metrics([entry[m] for entry in per_image]) for m in outputs},
+        GROUND_TRUTH: metrics.mean_metrics([e[GROUND_TRUTH] for e in per_image]),
+        "images": per_image,
+    }
+
+
+def evaluate(
+    methods: Mapping[str, inference.Colorizer], images: Images, *, render_size: int | None = None
+) -> dict:
+    """Colorize ``images`` with every method and the gray baseline, and score the outputs."""
+    return score(colorize_all(methods, images, render_size=render_size), images)
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def _distance_from_best(metric: str, value: float, truth: Mapping[str, float]) -> float:
+    goal = GOALS[metric]
+    if goal == MAX:
+        return -value
+    if goal == MIN:
+        return value
+    return abs(value - (truth[metric] if goal == MATCH_TRUTH else goal))
+
+
+def best_methods(results: dict, metric: str) -> set[str]:
+    """The methods whose mean ``metric`` is best (see ``GOALS``); ties are all best."""
+    truth = results[GROUND_TRUTH]
+    distances = {
+        method: _distance_from_best(metric, values[metric], truth)
+        for method, values in results["mean"].items()
+        if not math.isnan(values[metric])
+    }
+    best = min(distances.values(), default=None)
+    return {method for method, distance in distances.items() if distance == best}
+
+
+def _goal_label(goal: str | float) -> str:
+    if isinstance(goal, float):
+        return f"≈{goal:g}"
+    return {MAX: "↑", MIN: "↓", MATCH_TRUTH: "≈gt"}[goal]
+
+
+def _cell(value: float, bold: bool = False) -> str:
+    text = f"{round(value, 3) + 0.0:.3f}" if math.isfinite(value) else str(value)
+    return f"**{text}**" if bold else text
+
+
+def markdown_table(results: dict) -> str:
+    """Mean metrics, one row per method plus the ground truth, best per column in bold."""
+    header = ["method", *(f"{metric} {_goal_label(GOALS[metric])}" for metric in METRICS)]
+    best = {metric: best_methods(results, metric) for metric in METRICS}
+    rows = [
+        [method, *(_cell(values[m], method in best[m]) for m in METRICS)]
+        for method, values in results["mean"].items()
+    ]
+    truth = results[GROUND_TRUTH]
+    rows.append(["ground truth", *(_cell(truth[m]) if m in truth else "" for m in METRICS)])
+    lines = [header, ["---", *("---:" for _ in METRICS)], *rows]
+    table = "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return (
+        f"{table}\n\nMeans over {len(results['images'])} images; best per column in bold "
+        "(↑ highest, ↓ lowest, ≈ closest to the ground truth's value or to the number)."
+    )
+
+
+def _to_height(image: np.ndarray, height: int) -> np.ndarray:
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(resized)
+
+
+def grid_from_outputs(
+    outputs: Mapping[str, Sequence[np.ndarray]],
+    images: Images,
+    count: int = 6,
+    height: int = GRID_HEIGHT,
+) -> np.ndarray:
+    """uint8 RGB grid of the first ``count`` images: a column per method (``colorize_all``
+    order, gray first), then the ground truth; every cell resized to ``height`` pixels."""
+    rows = [
+        [_to_height(outs[index], height) for outs in outputs.values()] + [_to_height(rgb, height)]
+        for index, (_, rgb) in enumerate(images[:count])
+    ]
+    return viz.image_grid(rows, column_titles=[*outputs, "ground truth"])
+
+
+def comparison_grid(
+    methods: Mapping[str, inference.Colorizer],
+    images: Images,
+    count: int = 6,
+    height: int = GRID_HEIGHT,
+    render_size: int | None = None,
+) -> np.ndarray:
+    """Colorize the first ``count`` images and lay them out gray | each method | ground truth
+    (``grid_from_outputs`` reuses outputs already made)."""
+    shown = images[:count]
+    outputs = colorize_all(methods, shown, render_size=render_size)
+    return grid_from_outputs(outputs, shown, count, height)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with non-finite floats as the strings "inf", "-inf", "nan" (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
+def write_report(results: dict, out: Path, grid: np.ndarray | None = None) -> dict[str, Path]:
+    """Write ``out`` (the results as JSON), the markdown table beside it (``out`` with suffix
+    .md) and the grid (``<stem>_grid.png``); returns the paths by kind."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(json_ready(results), indent=2, allow_nan=False) + "\n")
+    markdown = out.with_suffix(".md")
+    markdown.write_text(markdown_table(results) + "\n")
+    paths = {"json": out, "markdown": markdown}
+    if grid is not None:
+        paths["grid"] = viz.save_png(grid, out.with_name(f"{out.stem}_grid.png"))
+    return paths

@@ -1,0 +1,100 @@
+"""Evaluate colorizers on whole photos: ``python -m experiments.evaluate --workdir RUN --data SRC``.
+
+SOURCE is ``sample`` (each photo's held-out region), ``folder:PATH`` or ``tfds:NAME[:SPLIT]``
+(its eval split). A folder with train/ and eval/ (or val/) sub-folders gives its eval images;
+any other folder is all test, every image evaluated (so do not point it at the plain folder a
+run trained on). Images are evaluated at native size unless ``--size N`` asks for the view
+validation uses (shorter side N, central square). Each --workdir / --model is a method named
+by its folder; the gray baseline (L with a = b = 0) is always included. Writes the results as
+JSON to --out, the markdown table beside it (.md, also printed) and a comparison grid
+(``<stem>_grid.png``: gray | each method | ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workdir", action="append", default=[], help="training run directory (repeatable)"
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], help="exported model folder (repeatable)"
+    )
+    parser.add_argument("--step", help="checkpoint of every --workdir: a step, 'best' or 'latest'")
+    parser.add_argument("--data", required=True, help="sample | folder:PATH | tfds:NAME[:SPLIT]")
+    parser.add_argument("--data-dir", help="TFDS data directory")
+    parser.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.1,
+        help="TFDS without an eval split: the share held out (the run's data.eval_fraction)",
+    )
+    parser.add_argument("--size", type=positive, help="evaluate N x N validation views")
+    parser.add_argument("--render-size", type=positive, help="longest side ab is predicted at")
+    parser.add_argument("--limit", type=positive, help="evaluate only the first N images")
+    parser.add_argument("--out", default="results.json", help="JSON file (default results.json)")
+    parser.add_argument("--grid-images", type=int, default=6, help="rows of the grid (0: none)")
+    parser.add_argument("--grid-height", type=positive, default=160, help="grid cell height")
+    args = parser.parse_args(argv)
+    if not args.workdir and not args.model:
+        parser.error("give at least one --workdir or --model")
+    return args
+
+
+def load_methods(workdirs: Sequence[str], models: Sequence[str], step: str | None) -> dict:
+    """{name: Colorizer} of the workdirs then the model folders, named by folder."""
+    from colorjax.evaluation import method_names
+    from experiments.colorize import load_colorizer
+
+    colorizers = [load_colorizer(w, None, step) for w in workdirs]
+    colorizers += [load_colorizer(None, m, None) for m in models]
+    return dict(zip(method_names([*workdirs, *models]), colorizers, strict=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from colorjax import evaluation
+
+    try:
+        methods = load_methods(args.workdir, args.model, args.step)
+        images = evaluation.eval_images(
+            args.data,
+            data_dir=args.data_dir,
+            eval_fraction=args.eval_fraction,
+            size=args.size,
+            limit=args.limit,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"evaluating {len(images)} images: {', '.join(methods)}", file=sys.stderr)
+    outputs = evaluation.colorize_all(methods, images, render_size=args.render_size)
+    results = evaluation.score(outputs, images)
+    grid = None
+    if args.grid_images > 0:
+        grid = evaluation.grid_from_outputs(outputs, images, args.grid_images, args.grid_height)
+    paths = evaluation.write_report(results, Path(args.out), grid)
+    print(evaluation.markdown_table(results))
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
