@@ -196,7 +196,7 @@ def default_render_size(model: ModelConfig, image_size: int) -> int:
 
 
 def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorizer:
-    """The generator of a training run (``step``: None = latest, "best", or a step number)."""
+    """The generator of a training run (``step``: None or "latest", "best", or a step number)."""
     from colorjax.checkpoint import Checkpoints
     from colorjax.config import load_json
 
@@ -222,11 +222,13 @@ def _choose_step(checkpoints, step: int | str | None, workdir: Path) -> int:
     steps = checkpoints.all_steps()
     if not steps:
         raise FileNotFoundError(f"{workdir} has no checkpoints")
-    if step is None:
+    if step in (None, "latest"):
         return steps[-1]
     if step == "best":
         best = checkpoints.best_step()
         return best if best is not None else steps[-1]
+    if not str(step).isdigit():
+        raise ValueError(f"checkpoint step must be a number, 'best' or 'latest', got {step!r}")
     if int(step) not in steps:
         raise ValueError(f"{workdir} has no checkpoint at step {step}; saved steps: {steps}")
     return int(step)

@@ -43,8 +43,7 @@ def load_colorizer(workdir: str | None, model: str | None, step: str | None):
     from colorjax import inference
 
     if workdir:
-        chosen = None if step in (None, "latest") else step if step == "best" else int(step)
-        return inference.load_workdir(workdir, chosen)
+        return inference.load_workdir(workdir, step)
     if model:
         return inference.load_bundle(model)
     if not SHIPPED_WEIGHTS.is_dir():

@@ -13,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="training run directory")
     parser.add_argument("--out", required=True, help="folder to write the model to")
-    parser.add_argument("--step", help="a step number or 'best' (default: latest)")
+    parser.add_argument("--step", help="a step number, 'best' or 'latest' (default)")
     parser.add_argument(
         "--dtype",
         default="float32",
@@ -24,8 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from colorjax import inference
 
-    step = None if args.step is None else args.step if args.step == "best" else int(args.step)
-    colorizer = inference.load_workdir(args.workdir, step)
+    colorizer = inference.load_workdir(args.workdir, args.step)
     path = inference.export_bundle(
         colorizer, args.out, dtype=args.dtype, metadata={"source_workdir": str(args.workdir)}
     )

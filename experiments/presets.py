@@ -43,18 +43,24 @@ def demo() -> Config:
     )
 
 
+# Imagenette at 128 px, batch 16, the full-depth U-Net and the 70x70 PatchGAN.
+IMAGENETTE_128 = [
+    "data.source=tfds:imagenette/320px-v2",
+    "data.image_size=128",
+    "data.batch_size=16",
+    "model.depth=7",
+    "model.features=64",
+    "model.norm=batch",
+    "disc.layers=3",
+]
+
+
 def t4_128() -> Config:
     """A 16 GB T4 (Colab): Imagenette at 128x128, batch 16, the full-width U-Net and PatchGAN."""
     return apply_overrides(
         Config(),
         [
-            "data.source=tfds:imagenette/320px-v2",
-            "data.image_size=128",
-            "data.batch_size=16",
-            "model.depth=7",
-            "model.features=64",
-            "model.norm=batch",
-            "disc.layers=3",
+            *IMAGENETTE_128,
             "disc.features=64",
             "disc.dropout=0.1",
             "train.steps=60000",
@@ -77,16 +83,10 @@ def pix2pix_unet128() -> Config:
     return apply_overrides(
         Config(),
         [
-            "data.source=tfds:imagenette/320px-v2",
-            "data.image_size=128",
-            "data.batch_size=16",
-            "model.depth=7",
-            "model.features=64",
-            "model.norm=batch",
+            *IMAGENETTE_128,
             "model.upsample=transpose",
             "model.dropout=0.5",
             "model.dropout_blocks=3",
-            "disc.layers=3",
             "disc.features=64",
             "disc.norm=batch",
             "train.gan_loss=vanilla",
