@@ -199,7 +199,7 @@ def best_methods(results: dict, metric: str) -> set[str]:
     return {method for method, distance in distances.items() if distance == best}
 
 
-def _goal_label(goal: str | float) -> str:
+def goal_label(goal: str | float) -> str:
     if isinstance(goal, float):
         return f"≈{goal:g}"
     return {MAX: "↑", MIN: "↓", MATCH_TRUTH: "≈gt"}[goal]
@@ -212,7 +212,7 @@ def _cell(value: float, bold: bool = False) -> str:
 
 def markdown_table(results: dict) -> str:
     """Mean metrics, one row per method plus the ground truth, best per column in bold."""
-    header = ["method", *(f"{metric} {_goal_label(GOALS[metric])}" for metric in METRICS)]
+    header = ["method", *(f"{metric} {goal_label(GOALS[metric])}" for metric in METRICS)]
     best = {metric: best_methods(results, metric) for metric in METRICS}
     rows = [
         [method, *(_cell(values[m], method in best[m]) for m in METRICS)]
