@@ -144,6 +144,21 @@ def bench_infer(cfg: Config, sizes: Sequence[int] = INFER_SIZES) -> dict:
     }
 
 
+def _peak_rss_of(process: subprocess.Popen) -> float | None:
+    """The child's own peak resident memory (MB), polled from /proc while it runs (Linux);
+    getrusage would report the parent's peak, which a fork child inherits."""
+    status = Path(f"/proc/{process.pid}/status")
+    peak = None
+    while process.poll() is None:
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            peak = int(fields["VmHWM"].split()[0]) / 1024
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.2)
+    return peak
+
+
 def bench_torch_reference(python: str, cfg: Config, steps_count: int = TRAIN_STEPS) -> dict:
     """Run the PyTorch pix2pix reference with ``python``; its step time, images/s, peak RSS."""
     command = [
@@ -156,15 +171,16 @@ def bench_torch_reference(python: str, cfg: Config, steps_count: int = TRAIN_STE
         "--size",
         str(cfg.data.image_size),
     ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    peak = _peak_rss_of(process)
+    output = process.stdout.read()
     match = re.search(r"median_s_per_step=([\d.]+) images_per_s=([\d.]+)", output)
-    if match is None:
-        raise RuntimeError(f"unexpected output from {TORCH_REFERENCE}:\n{output}")
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if process.returncode or match is None:
+        raise RuntimeError(f"{TORCH_REFERENCE} failed or printed no timing:\n{output}")
     return {
         "torch_train_step_s": float(match.group(1)),
         "torch_train_images_per_s": float(match.group(2)),
-        "torch_peak_rss_mb": round(child_rss, 1),
+        "torch_peak_rss_mb": None if peak is None else round(peak, 1),
     }
 
 
