@@ -114,3 +114,22 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     assert process.returncode == 130, stderr.decode()[-2000:]
     step = Checkpoints(tmp_path / "checkpoints", Config().ckpt).latest_step()
     assert step is not None and step >= 1
+
+
+def test_short_run_on_a_mock_tfds_dataset(tiny_config, tmp_path):
+    import tensorflow_datasets as tfds
+
+    config = apply_overrides(
+        tiny_config,
+        [
+            "data.source=tfds:tf_flowers",
+            "train.steps=3",
+            "data.eval_fraction=0.4",
+            "data.shuffle_buffer=4",
+        ],
+    )
+    with tfds.testing.mock_data(num_examples=12):
+        summary = train_and_evaluate(config, tmp_path)
+    assert summary["step"] == 3
+    assert Checkpoints(tmp_path / "checkpoints", config.ckpt).latest_step() == 3
+    assert np.isfinite(summary["val"]["psnr"])
