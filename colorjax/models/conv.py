@@ -8,7 +8,7 @@ Implementations (``impl``):
 * ``native``: XLA's convolutions, differentiated by JAX. The right choice on GPU/TPU.
 * ``matmul``: every pass (forward, input gradient, kernel gradient) as one matrix product
   over im2col patches, with the input gradient scattered back by a phase-wise overlap-add
-  (col2im). Exactly the FLOPs of the plain convolution.
+  (col2im). The FLOPs of the plain convolution, padding taps included.
 * ``hybrid``: a custom VJP that runs each of the three passes in the form XLA:CPU runs fast.
   A transposed convolution is run as the input gradient of a stride-2 correlation, so its
   backward pass is that correlation's forward pass and kernel gradient (XLA:CPU
