@@ -15,7 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policy
 
-from colorjax.config import CheckpointConfig, Config, from_dict, to_dict
+from colorjax.config import CheckpointConfig, Config, to_dict
 
 
 class Checkpoints:
@@ -88,14 +88,6 @@ class Checkpoints:
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         )
         return restored["state"]
-
-    def restore_config(self, step: int | None = None) -> Config:
-        """The config saved with ``step`` (default latest)."""
-        step = self.latest_step() if step is None else step
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
-        )
-        return from_dict(restored["config"])
 
     def close(self) -> None:
         """Finish pending writes."""
