@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from colorjax import color, data, metrics, parallel, steps
+from colorjax import color, data, hostmem, metrics, parallel, steps
 from colorjax.checkpoint import Checkpoints
 from colorjax.config import Config, ConfigError, differing_keys, load_json, save_json
 from colorjax.report import Reporter
@@ -186,6 +186,7 @@ def train_and_evaluate(
     changed = reconcile_config(config, workdir, checkpoints.latest_step() is not None)
     gan = steps.build_gan(config)
     state = _initial_state(gan, config, checkpoints, mesh)
+    hostmem.release_freed_memory()
     start = int(state.step)
     end = config.train.steps if stop_at is None else min(stop_at, config.train.steps)
     main_host = jax.process_index() == 0
@@ -230,8 +231,12 @@ class _Loop:
         self.validation, self.generate = validation, generate
         state_sharding = parallel.replicated(mesh)
         jit_kwargs = {"out_shardings": (state_sharding, state_sharding)}
-        self.pretrain_step = steps.make_train_step(gan, adversarial=False, **jit_kwargs)
-        self.gan_step = steps.make_train_step(gan, adversarial=True, **jit_kwargs)
+        self.pretrain_step, self.gan_step = (
+            hostmem.release_after_first_call(
+                steps.make_train_step(gan, adversarial=adversarial, **jit_kwargs)
+            )
+            for adversarial in (False, True)
+        )
         self.pending: list[tuple[int, dict]] = []
         self.last_metrics: dict[str, float] = {}
         self.last_sample: Path | None = None

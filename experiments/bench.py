@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax
 import numpy as np
 
-from colorjax import parallel, steps
+from colorjax import hostmem, parallel, steps
 from colorjax.config import Config
 from colorjax.data import pipeline_from_config
 from colorjax.inference import Colorizer
@@ -94,6 +94,7 @@ def bench_train(cfg: Config, warmup: int = TRAIN_WARMUP_STEPS, timed: int = TRAI
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
+    hostmem.release_freed_memory()
     flops = _flops(compiled)
     holder = [state]
 
