@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from colorjax import data, inference, metrics, viz
 
@@ -228,12 +227,6 @@ def markdown_table(results: dict) -> str:
     )
 
 
-def _to_height(image: np.ndarray, height: int) -> np.ndarray:
-    width = max(1, round(image.shape[1] * height / image.shape[0]))
-    resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
-    return np.asarray(resized)
-
-
 def grid_from_outputs(
     outputs: Mapping[str, Sequence[np.ndarray]],
     images: Images,
@@ -243,7 +236,8 @@ def grid_from_outputs(
     """uint8 RGB grid of the first ``count`` images: a column per method (``colorize_all``
     order, gray first), then the ground truth; every cell resized to ``height`` pixels."""
     rows = [
-        [_to_height(outs[index], height) for outs in outputs.values()] + [_to_height(rgb, height)]
+        [viz.resize_to_height(outs[index], height) for outs in outputs.values()]
+        + [viz.resize_to_height(rgb, height)]
         for index, (_, rgb) in enumerate(images[:count])
     ]
     return viz.image_grid(rows, column_titles=[*outputs, "ground truth"])

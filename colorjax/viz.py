@@ -100,6 +100,13 @@ def image_grid(
     return grid
 
 
+def resize_to_height(image: np.ndarray, height: int) -> np.ndarray:
+    """``image`` (uint8, gray or RGB) resized to ``height`` rows, keeping its aspect ratio."""
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(resized)
+
+
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an image array as PNG (parent folders are created); returns the path."""
     path = Path(path)

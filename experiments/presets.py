@@ -104,7 +104,8 @@ def pix2pix_unet128() -> Config:
 
 
 def cbsd_cpu() -> Config:
-    """CPU training on the CBSD432 photos (evaluate on CBSD68): 128 px crops, a 32-wide U-Net."""
+    """The shipped reference model: CBSD432 photos (evaluate on CBSD68), 128 px crops, a
+    32-wide GroupNorm U-Net; 3000 L1 steps, then 2000 GAN steps; ~2 hours on 2 CPU cores."""
     return apply_overrides(
         Config(),
         [
@@ -122,8 +123,8 @@ def cbsd_cpu() -> Config:
             "disc.features=32",
             "disc.norm=spectral",
             "disc.dropout=0.1",
-            "train.steps=40000",
-            "train.pretrain_steps=6000",
+            "train.steps=5000",
+            "train.pretrain_steps=3000",
             "train.real_label=0.9",
             "train.lr_g=2e-4",
             "train.lr_d=1e-4",
@@ -133,11 +134,11 @@ def cbsd_cpu() -> Config:
             "train.diffaug=translation",
             "log.every=50",
             "log.sample_every=1000",
-            "log.eval_every=1000",
+            "log.eval_every=500",
             "log.eval_images=32",
             "ckpt.every=500",
             "ckpt.minutes=10",
-            "ckpt.keep=3",
+            "ckpt.keep=12",
         ],
     )
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax import color, inference
+from colorjax import color, inference, viz
 from colorjax.config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
@@ -147,3 +147,25 @@ def test_full_resolution_fast_path_matches_color_module():
     reference = np.round(np.asarray(color.lab_to_rgb(lab)) * 255)
     fast = inference.lab_to_rgb8(lab.astype(np.float32)).astype(int)
     assert np.abs(fast - reference).max() <= 1
+
+
+def test_showcase_lays_out_input_beside_and_colorized(colorizer, tmp_path):
+    from experiments import showcase
+
+    inference.export_bundle(colorizer, tmp_path / "model")
+    photos = [tmp_path / f"photo{i}.png" for i in range(3)]
+    for i, path in enumerate(photos):
+        Image.fromarray(_photo(40, 60 + 10 * i, seed=i)).save(path)
+    other = tmp_path / "other.png"
+    Image.fromarray(_photo(20, 30, seed=9)).save(other)
+    out = tmp_path / "figure.png"
+    argv = ["--model", str(tmp_path / "model"), "--out", str(out), "--height", "50"]
+    showcase.main([*map(str, photos), *argv, "--per-row", "2", "--beside", *[str(other)] * 3])
+    figure = np.asarray(Image.open(out))
+    # columns: input, beside, colorized for two photos; widths at height 50 are the widest
+    # photo of each column (photo2, 100 px, under photo0) and the 30x20 beside image (75 px)
+    widths = [100, 75, 100, 88, 75, 88]
+    assert figure.shape[1] == sum(widths) + viz.PAD * (len(widths) + 1)
+    assert figure.shape[0] == viz.TITLE_HEIGHT + 2 * 50 + 3 * viz.PAD
+    with pytest.raises(SystemExit):
+        showcase.main([*map(str, photos), *argv, "--beside", str(other)])

@@ -1,0 +1,80 @@
+"""Side-by-side figures of a model on photos without ground truth.
+
+    python -m experiments.showcase --out imgs/historical_bw.png PHOTO...
+    python -m experiments.showcase PHOTO1 PHOTO2 --out imgs/seed_comparison.png \\
+        --beside OTHER1.png OTHER2.png --beside-title "other model"
+
+Each photo is shown as the gray input, then (with ``--beside``, one file per photo, in the
+same order) another colorization of it, then this model's. The model is the shipped one
+unless ``--workdir`` or ``--model`` names another.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from experiments.colorize import expand_inputs, load_colorizer
+
+
+def photo_cells(
+    gray: np.ndarray, colorized: np.ndarray, beside: np.ndarray | None, height: int
+) -> list[np.ndarray]:
+    """The cells of one photo, each ``height`` pixels tall: input, [beside], colorized."""
+    from colorjax import viz
+
+    cells = [gray] + ([] if beside is None else [beside]) + [colorized]
+    return [viz.resize_to_height(cell, height) for cell in cells]
+
+
+def showcase_grid(
+    cells: Sequence[list[np.ndarray]], per_row: int, titles: Sequence[str]
+) -> np.ndarray:
+    """Photos' cells laid out ``per_row`` photos to a grid row, ``titles`` over each photo."""
+    from colorjax import viz
+
+    rows = [
+        [cell for photo in cells[start : start + per_row] for cell in photo]
+        for start in range(0, len(cells), per_row)
+    ]
+    return viz.image_grid(rows, column_titles=list(titles) * min(per_row, len(cells)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", metavar="PHOTO", help="files, folders or globs")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--workdir", help="training run directory")
+    source.add_argument("--model", help="exported model folder (experiments.export)")
+    parser.add_argument("--step", help="checkpoint of --workdir: a step, 'best' or 'latest'")
+    parser.add_argument("--beside", nargs="+", help="another colorization of each PHOTO")
+    parser.add_argument("--beside-title", default="other", help="title of the --beside column")
+    parser.add_argument("--render-size", type=int, help="longest side at which ab is predicted")
+    parser.add_argument("--height", type=int, default=200, help="height of every cell")
+    parser.add_argument("--per-row", type=int, default=1, help="photos per grid row")
+    args = parser.parse_args(argv)
+
+    photos = [path for path, _ in expand_inputs(args.inputs)]
+    if args.beside is not None and len(args.beside) != len(photos):
+        parser.error(f"--beside names {len(args.beside)} files for {len(photos)} photos")
+
+    from colorjax import evaluation, imageio, viz
+
+    colorizer = load_colorizer(args.workdir, args.model, args.step)
+    cells = []
+    for index, path in enumerate(photos):
+        rgb = imageio.load_image(path)
+        gray = evaluation.gray_baseline(rgb)
+        beside = None if args.beside is None else imageio.load_image(args.beside[index])
+        colorized = colorizer.colorize(rgb, render_size=args.render_size)
+        cells.append(photo_cells(gray, colorized, beside, args.height))
+    titles = ["input"] + ([] if args.beside is None else [args.beside_title]) + ["colorjax"]
+    path = viz.save_png(showcase_grid(cells, args.per_row, titles), args.out)
+    print(f"wrote {path} ({len(photos)} photos)")
+
+
+if __name__ == "__main__":
+    main()
