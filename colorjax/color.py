@@ -107,6 +107,11 @@ def rgb_to_network(rgb: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
     return normalize_l(lab[..., :1]), normalize_ab(lab[..., 1:])
 
 
+def rgb8_to_network(rgb8: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """uint8 sRGB [..., 3] (a pipeline batch) -> (L [..., 1], ab [..., 2]), both in [-1, 1]."""
+    return rgb_to_network(jnp.asarray(rgb8, jnp.float32) / 255.0)
+
+
 def network_to_rgb(l: jax.typing.ArrayLike, ab: jax.typing.ArrayLike) -> jax.Array:
     """Network (L [..., 1], ab [..., 2]) in [-1, 1] -> sRGB [..., 3] in [0, 1]."""
     lab = jnp.concatenate([denormalize_l(l), denormalize_ab(ab)], axis=-1)

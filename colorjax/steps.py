@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax import augment, losses, optim
+from colorjax import augment, color, losses, optim
 from colorjax.config import Config
 from colorjax.models import PatchDiscriminator, UNetGenerator
 
-Batch = dict[str, jax.Array]
+Batch = dict[str, jax.Array]  # {"rgb": uint8 [B, H, W, 3]}, as the pipeline yields it
 Metrics = dict[str, jax.Array]
 
 
@@ -226,7 +226,7 @@ def train_step(
     """One GAN step (or, with ``adversarial=False``, one L1-only generator step)."""
     key = jax.random.fold_in(state.rng, state.step)
     key_g, key_d, key_loss = jax.random.split(key, 3)
-    gray, target = batch["L"], batch["ab"]
+    gray, target = color.rgb8_to_network(batch["rgb"])
 
     def forward(g_params):
         return apply_network(gan.generator, g_params, state.g_state, gray, train=True, rng=key_g)

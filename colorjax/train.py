@@ -86,18 +86,17 @@ def _get(config: Config, key: str) -> Any:
 def load_validation(config: Config) -> Validation:
     """The first ``log.eval_images`` images of the eval split, with their gray baseline."""
     pipeline = data.pipeline_from_config(config.data, train=False, seed=config.train.seed)
-    grays, abs_ = [], []
-    count = 0
+    images, count = [], 0
     for batch in pipeline.as_numpy():
-        grays.append(batch["L"])
-        abs_.append(batch["ab"])
-        count += len(batch["L"])
+        images.append(batch["rgb"])
+        count += len(batch["rgb"])
         if count >= config.log.eval_images:
             break
-    if not grays:
+    if not images:
         raise ValueError(f"data.source={config.data.source!r} has no eval images")
-    gray = np.concatenate(grays)[: config.log.eval_images]
-    target = np.concatenate(abs_)[: config.log.eval_images]
+    gray, target = map(
+        np.asarray, color.rgb8_to_network(np.concatenate(images)[: config.log.eval_images])
+    )
     real_rgb = np.asarray(color.network_to_rgb(gray, target))
     gray_rgb = np.asarray(color.network_to_rgb(gray, np.zeros_like(target)))
     per_image = [metrics.quick_metrics(g, r) for g, r in zip(gray_rgb, real_rgb, strict=True)]

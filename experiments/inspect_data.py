@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from colorjax import viz
+from colorjax import color, viz
 from colorjax.data import DataStats, Pipeline, build_pipeline
 
 COLUMNS = ("L", "a/b at L=70", "RGB")
@@ -59,7 +59,7 @@ def eval_grid(pipeline: Pipeline, count: int) -> tuple[np.ndarray, int]:
     """Rows L | ab | RGB of the first ``count`` eval crops, and how many there were."""
     rows = []
     for batch in pipeline.as_numpy():
-        for l, ab in zip(batch["L"], batch["ab"], strict=True):
+        for l, ab in zip(*map(np.asarray, color.rgb8_to_network(batch["rgb"])), strict=True):
             rows.append([viz.l_to_visual(l), viz.ab_to_visual(ab), viz.network_to_visual(l, ab)])
         if len(rows) >= count:
             break

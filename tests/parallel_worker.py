@@ -105,7 +105,7 @@ def train_on(
     for i, local in enumerate(batches):
         batch = parallel.global_batch(local, mesh)
         if i == 0:
-            layout |= batch_layout(batch["L"])
+            layout |= batch_layout(batch["rgb"])
         state, _ = step(state, batch)
     return state, layout
 

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from test_imageio import broken_cases, decodable_cases
 
-from colorjax import data, imageio
+from colorjax import color, data, imageio
 from colorjax.config import Config, apply_overrides
 from experiments import bench, inspect_data
 
@@ -25,14 +25,13 @@ def take(pipeline: data.Pipeline, count: int | None = None) -> list[dict[str, np
 def assert_same_batches(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b)
     for batch_a, batch_b in zip(a, b, strict=True):
-        for key in ("L", "ab"):
-            np.testing.assert_array_equal(batch_a[key], batch_b[key])
+        np.testing.assert_array_equal(batch_a["rgb"], batch_b["rgb"])
 
 
 def concat_processes(per_process: list[list[dict]]) -> list[dict]:
     """Batch k of every process, concatenated in process order."""
     return [
-        {key: np.concatenate([b[key] for b in batches]) for key in ("L", "ab")}
+        {key: np.concatenate([b[key] for b in batches]) for key in ("rgb",)}
         for batches in zip(*per_process, strict=True)
     ]
 
@@ -100,17 +99,19 @@ def test_bad_files_are_decoded_or_skipped_and_counted(bad_folder, caplog):
     summaries = [r for r in caplog.records if "found" in r.getMessage()]
     assert len(summaries) == 1 and summaries[0].levelno == logging.WARNING
     batch = take(train, 1)[0]
-    assert batch["L"].shape == (4, SIZE, SIZE, 1) and batch["ab"].shape == (4, SIZE, SIZE, 2)
+    assert batch["rgb"].shape == (4, SIZE, SIZE, 3) and batch["rgb"].dtype == np.uint8
 
 
 def test_every_decodable_file_reaches_the_eval_batches(bad_folder):
     evaluation = folder_pipeline(bad_folder, train=False, eval_fraction=1.0, batch_size=4)
     assert data.GRAY not in evaluation.stats.skipped  # gray images are kept for eval by default
     batches = take(evaluation)
-    assert sum(len(b["L"]) for b in batches) == evaluation.stats.eval == len(decodable_cases()) + 2
-    for batch in batches:
-        for key in ("L", "ab"):
-            assert np.isfinite(batch[key]).all() and np.abs(batch[key]).max() <= 1.0
+    assert (
+        sum(len(b["rgb"]) for b in batches) == evaluation.stats.eval == len(decodable_cases()) + 2
+    )
+    assert all(
+        b["rgb"].dtype == np.uint8 and b["rgb"].shape[1:] == (SIZE, SIZE, 3) for b in batches
+    )
 
 
 # ----------------------------------------------------------------------------- sources
@@ -128,9 +129,10 @@ def test_sample_source_splits_each_photo_into_disjoint_regions():
         ty0, tx0, ty1, tx1 = regions[item.key]
         assert min(y1, ty1) <= max(y0, ty0) or min(x1, tx1) <= max(x0, tx0)  # no overlap
     batch = take(train, 1)[0]
-    assert batch["L"].dtype == np.float32 and batch["L"].shape == (4, SIZE, SIZE, 1)
-    assert batch["ab"].std() > 0.01  # colour photos, not gray
-    assert sum(len(b["L"]) for b in take(evaluation)) == len(present)
+    assert batch["rgb"].dtype == np.uint8 and batch["rgb"].shape == (4, SIZE, SIZE, 3)
+    _, ab = color.rgb8_to_network(batch["rgb"])
+    assert float(ab.std()) > 0.01  # colour photos, not gray
+    assert sum(len(b["rgb"]) for b in take(evaluation)) == len(present)
 
 
 def test_folder_hash_split_is_disjoint_and_complete(tmp_path):
@@ -174,15 +176,14 @@ def test_tfds_carves_eval_out_of_a_train_only_dataset(mock_flowers):
     eval_keys = [it.key for it in evaluation.items]
     assert eval_keys == ["tf_flowers:train#0", "tf_flowers:train#1"]
     assert not set(eval_keys) & {it.key for it in train.items}
-    assert sum(len(b["L"]) for b in take(evaluation)) == 2
-    batch = take(train, 1)[0]
-    assert batch["L"].shape == (2, SIZE, SIZE, 1) and batch["ab"].shape == (2, SIZE, SIZE, 2)
+    assert sum(len(b["rgb"]) for b in take(evaluation)) == 2
+    assert take(train, 1)[0]["rgb"].shape == (2, SIZE, SIZE, 3)
 
 
 def test_tfds_named_split_is_read_whole(mock_flowers):
     evaluation = tfds_pipeline(f"{mock_flowers}:train", train=False, batch_size=4)
     assert len(evaluation.items) == 10 and evaluation.stats.train is None
-    assert [len(b["L"]) for b in take(evaluation)] == [4, 4, 2]
+    assert [len(b["rgb"]) for b in take(evaluation)] == [4, 4, 2]
 
 
 def test_tfds_resume_and_sharding_are_exact(mock_flowers):
@@ -202,7 +203,7 @@ def test_same_seed_same_batches_other_seed_other_batches(photos):
     first = take(folder_pipeline(photos, seed=3), 4)
     assert_same_batches(first, take(folder_pipeline(photos, seed=3), 4))
     other = take(folder_pipeline(photos, seed=4), 4)
-    assert any(not np.array_equal(a["ab"], b["ab"]) for a, b in zip(first, other, strict=True))
+    assert any(not np.array_equal(a["rgb"], b["rgb"]) for a, b in zip(first, other, strict=True))
 
 
 def test_start_step_yields_the_batches_of_an_uninterrupted_run(photos):
@@ -216,9 +217,9 @@ def test_start_step_yields_the_batches_of_an_uninterrupted_run(photos):
 def test_epochs_visit_every_image_in_a_new_order(photos):
     pipeline = folder_pipeline(photos, batch_size=5, flip=False, min_crop_scale=1.0)
     one, two = take(pipeline, 2)
-    assert not np.array_equal(one["L"], two["L"])
-    first_means = sorted(np.round(one["ab"].mean(axis=(1, 2, 3)), 2))
-    assert first_means == sorted(np.round(two["ab"].mean(axis=(1, 2, 3)), 2))
+    assert not np.array_equal(one["rgb"], two["rgb"])
+    first_means = sorted(np.round(one["rgb"].mean(axis=(1, 2, 3)), 2))
+    assert first_means == sorted(np.round(two["rgb"].mean(axis=(1, 2, 3)), 2))
 
 
 def test_processes_split_each_global_batch(photos):
@@ -227,13 +228,13 @@ def test_processes_split_each_global_batch(photos):
         take(folder_pipeline(photos, batch_size=4, process_index=p, process_count=2), 3)
         for p in range(2)
     ]
-    assert all(len(b["L"]) == 2 for b in halves[0] + halves[1])
+    assert all(len(b["rgb"]) == 2 for b in halves[0] + halves[1])
     assert_same_batches(concat_processes(halves), single)
 
 
 def test_eval_sharding_keeps_the_last_partial_batch(photos):
     single = take(folder_pipeline(photos, batch_size=4, train=False, eval_fraction=1.0))
-    assert [len(b["L"]) for b in single] == [4, 1]
+    assert [len(b["rgb"]) for b in single] == [4, 1]
     halves = [
         take(
             folder_pipeline(
@@ -247,7 +248,9 @@ def test_eval_sharding_keeps_the_last_partial_batch(photos):
         )
         for p in range(2)
     ]
-    assert [len(b["L"]) for b in halves[0]] == [2, 1] and [len(b["L"]) for b in halves[1]] == [2]
+    assert [len(b["rgb"]) for b in halves[0]] == [2, 1] and [len(b["rgb"]) for b in halves[1]] == [
+        2
+    ]
     merged = concat_processes([halves[0][:1], halves[1]]) + halves[0][1:]
     assert_same_batches(merged, single)
     assert_same_batches(
@@ -301,7 +304,7 @@ def test_pipeline_from_config_reads_the_data_section(photos):
     )
     pipeline = data.pipeline_from_config(cfg.data, train=True, seed=1, start_step=2)
     assert pipeline.local_batch_size == 4
-    assert take(pipeline, 1)[0]["ab"].shape == (4, 24, 24, 2)
+    assert take(pipeline, 1)[0]["rgb"].shape == (4, 24, 24, 3)
 
 
 def test_inspect_data_reports_and_writes_a_grid(bad_folder, tmp_path, capsys):
@@ -341,3 +344,14 @@ def test_bench_data_reports_images_per_second(photos, capsys):
     )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["data_images_per_s"] > 0 and result["image_size"] == 24
+
+
+def test_bench_ratios_compare_parts_of_one_run():
+    result = {"train_images_per_s": 6.0, "data_images_per_s": 900.0, "peak_rss_mb": 2000.0}
+    assert bench.ratios(result) == {"data_vs_train": 150.0}
+    result |= {"torch_train_images_per_s": 7.5, "torch_peak_rss_mb": 1600.0}
+    assert bench.ratios(result) == {
+        "speedup_vs_torch": 0.8,
+        "memory_vs_torch": 1.25,
+        "data_vs_train": 150.0,
+    }

@@ -155,7 +155,7 @@ def _assert_close(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]
 
 def test_batch_is_split_over_the_devices_and_state_replicated(four_devices):
     layouts = json.loads((four_devices / "layout.json").read_text())
-    assert layouts["4"]["shape"] == [4, 32, 32, 1]
+    assert layouts["4"]["shape"] == [4, 32, 32, 3]
     assert layouts["4"]["rows"] == [[0, 1], [1, 2], [2, 3], [3, 4]]
     assert layouts["4"]["spec"] == "P('data',)"
     assert layouts["1"]["rows"] == [[0, 4]]

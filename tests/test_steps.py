@@ -5,18 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import steps
+from colorjax import color, steps
 from colorjax.config import apply_overrides
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 
 def _batch(size=32, n=4, seed=0):
-    key_l, key_ab = jax.random.split(jax.random.PRNGKey(seed))
-    return {
-        "L": jax.random.uniform(key_l, (n, size, size, 1), minval=-1, maxval=1),
-        "ab": jax.random.uniform(key_ab, (n, size, size, 2), minval=-0.5, maxval=0.5),
-    }
+    rgb = jax.random.randint(jax.random.PRNGKey(seed), (n, size, size, 3), 0, 256)
+    return {"rgb": rgb.astype(jnp.uint8)}
+
+
+def _gray(size=32, n=4, seed=0):
+    return color.rgb8_to_network(_batch(size, n, seed)["rgb"])[0]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_pretrain_step_leaves_discriminator_idle(gan_and_state):
 def test_pulled_back_gradient_equals_direct_gradient(gan_and_state):
     """Reusing the forward pass (jax.vjp) gives the gradient of L1 w.r.t. the parameters."""
     gan, state = gan_and_state
-    batch = _batch()
+    gray, target = color.rgb8_to_network(_batch()["rgb"])
     grads_direct = jax.grad(
         lambda p: jnp.mean(
             jnp.abs(
@@ -73,11 +74,11 @@ def test_pulled_back_gradient_equals_direct_gradient(gan_and_state):
                     gan.generator,
                     p,
                     state.g_state,
-                    batch["L"],
+                    gray,
                     train=True,
                     rng=jax.random.split(jax.random.fold_in(state.rng, 0), 3)[0],
                 )[0]
-                - batch["ab"]
+                - target
             )
         )
     )(state.g_params)
@@ -86,14 +87,14 @@ def test_pulled_back_gradient_equals_direct_gradient(gan_and_state):
             gan.generator,
             p,
             state.g_state,
-            batch["L"],
+            gray,
             train=True,
             rng=jax.random.split(jax.random.fold_in(state.rng, 0), 3)[0],
         ),
         state.g_params,
         has_aux=True,
     )
-    (grads_vjp,) = pullback(jax.grad(lambda f: jnp.mean(jnp.abs(f - batch["ab"])))(fake))
+    (grads_vjp,) = pullback(jax.grad(lambda f: jnp.mean(jnp.abs(f - target)))(fake))
     for a, b in zip(jax.tree.leaves(grads_direct), jax.tree.leaves(grads_vjp), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
@@ -123,7 +124,7 @@ def test_steps_are_deterministic(gan_and_state):
 def test_generate_is_deterministic_and_in_range(gan_and_state):
     gan, state = gan_and_state
     generate = steps.make_generate(gan.generator)
-    gray = _batch(size=40)["L"][:1, :37, :29]
+    gray = _gray(size=40)[:1, :37, :29]
     ab = np.asarray(generate(state.g_params, state.g_state, gray))
     assert ab.shape == (1, 37, 29, 2) and np.all(np.abs(ab) <= 1)
     np.testing.assert_array_equal(ab, generate(state.g_params, state.g_state, gray))
@@ -158,7 +159,7 @@ def test_half_precision_is_finite_and_close_to_float32(tiny_config, dtype):
         assert metrics["g_l1"] == pytest.approx(ref["g_l1"], rel=0.05)
         assert metrics["d_loss"] == pytest.approx(ref["d_loss"], rel=0.05)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(half.g_params))
-    gray = _batch(seed=9)["L"]
+    gray = _gray(seed=9)
     generate = steps.make_generate(steps.build_gan(tiny_config).generator)
     reference_ab = generate(reference.g_params, reference.g_state, gray)
     half_ab = steps.make_generate(
