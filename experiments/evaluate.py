@@ -38,6 +38,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model", action="append", default=[], help="exported model folder (repeatable)"
     )
     parser.add_argument("--step", help="checkpoint of every --workdir: a step, 'best' or 'latest'")
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="method names in place of the folder names: one per --workdir, then per --model",
+    )
     parser.add_argument("--data", required=True, help="sample | folder:PATH | tfds:NAME[:SPLIT]")
     parser.add_argument("--data-dir", help="TFDS data directory")
     parser.add_argument(
@@ -55,17 +61,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.workdir and not args.model:
         parser.error("give at least one --workdir or --model")
+    if args.name and len(args.name) != len(args.workdir) + len(args.model):
+        parser.error(f"{len(args.name)} --name for {len(args.workdir) + len(args.model)} methods")
     return args
 
 
-def load_methods(workdirs: Sequence[str], models: Sequence[str], step: str | None) -> dict:
-    """{name: Colorizer} of the workdirs then the model folders, named by folder."""
+def load_methods(
+    workdirs: Sequence[str],
+    models: Sequence[str],
+    step: str | None,
+    names: Sequence[str] = (),
+) -> dict:
+    """{name: Colorizer} of the workdirs then the model folders, named by ``names`` or by
+    folder."""
     from colorjax.evaluation import method_names
     from experiments.colorize import load_colorizer
 
     colorizers = [load_colorizer(w, None, step) for w in workdirs]
     colorizers += [load_colorizer(None, m, None) for m in models]
-    return dict(zip(method_names([*workdirs, *models]), colorizers, strict=True))
+    return dict(zip(method_names(names or [*workdirs, *models]), colorizers, strict=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from colorjax import evaluation
 
     try:
-        methods = load_methods(args.workdir, args.model, args.step)
+        methods = load_methods(args.workdir, args.model, args.step, args.name)
         images = evaluation.eval_images(
             args.data,
             data_dir=args.data_dir,

@@ -182,6 +182,18 @@ def test_cli_writes_json_table_and_grid(colorizer, tmp_path, capsys):
     assert grid.shape[0] == viz.TITLE_HEIGHT + 2 * evaluation.GRID_HEIGHT + 3 * viz.PAD
 
 
+def test_cli_names_methods_with_name(colorizer, tmp_path):
+    inference.export_bundle(colorizer, tmp_path / "weights")
+    write_photos(tmp_path / "photos", 1)
+    out = tmp_path / "results.json"
+    argv = ["--model", str(tmp_path / "weights"), "--data", f"folder:{tmp_path / 'photos'}"]
+    argv += ["--out", str(out), "--grid-images", "0", "--size", "32"]
+    assert evaluate_cli.main([*argv, "--name", "colorjax"]) == 0
+    assert list(json.loads(out.read_text())["mean"]) == ["gray", "colorjax"]
+    with pytest.raises(SystemExit):
+        evaluate_cli.main([*argv, "--name", "one", "--name", "two"])
+
+
 @pytest.mark.parametrize("missing", ["--workdir", "--data"])
 def test_cli_names_a_missing_workdir_or_folder(colorizer, tmp_path, capsys, missing):
     inference.export_bundle(colorizer, tmp_path / "model")
