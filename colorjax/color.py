@@ -2,7 +2,7 @@
 
 The constants follow ``skimage.color`` (sRGB matrix, D65 white, the 0.008856 / 7.787 linear
 segment), so results agree with ``skimage.color.rgb2lab`` to float32 precision. They are module
-constants so the tf.data pipeline (``colorjax.data.tf_rgb_to_lab``) uses the very same numbers.
+constants so the full-resolution lookup tables of ``colorjax.inference`` use the same numbers.
 
 Network values: ``L / 50 - 1`` and ``ab / 110``, both clipped to [-1, 1].
 """
