@@ -38,6 +38,15 @@ def expand_inputs(patterns: Sequence[str]) -> list[tuple[Path, Path]]:
     return found
 
 
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--workdir`` or ``--model`` (else the shipped model), and ``--step``: what
+    ``load_colorizer`` takes."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--workdir", help="training run directory")
+    source.add_argument("--model", help="exported model folder (experiments.export)")
+    parser.add_argument("--step", help="checkpoint of --workdir: a step, 'best' or 'latest'")
+
+
 def load_colorizer(workdir: str | None, model: str | None, step: str | None):
     """The generator from a training workdir, an exported model folder, or the shipped one."""
     from colorjax import inference
@@ -73,10 +82,7 @@ def plan_outputs(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--workdir", help="training run directory")
-    source.add_argument("--model", help="exported model folder (experiments.export)")
-    parser.add_argument("--step", help="checkpoint of --workdir: a step, 'best' or 'latest'")
+    add_model_args(parser)
     parser.add_argument("--out", default="colorized", help="output folder (default: colorized)")
     parser.add_argument("--render-size", type=int, help="longest side at which ab is predicted")
     parser.add_argument("--flip", action="store_true", help="average with the mirrored input")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.colorize import expand_inputs, load_colorizer
+from experiments.colorize import add_model_args, expand_inputs, load_colorizer
 
 
 def photo_cells(
@@ -46,10 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", metavar="PHOTO", help="files, folders or globs")
     parser.add_argument("--out", required=True, help="PNG file to write")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--workdir", help="training run directory")
-    source.add_argument("--model", help="exported model folder (experiments.export)")
-    parser.add_argument("--step", help="checkpoint of --workdir: a step, 'best' or 'latest'")
+    add_model_args(parser)
     parser.add_argument("--beside", nargs="+", help="another colorization of each PHOTO")
     parser.add_argument("--beside-title", default="other", help="title of the --beside column")
     parser.add_argument("--render-size", type=int, help="longest side at which ab is predicted")
