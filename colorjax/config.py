@@ -24,10 +24,10 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where images come from and how they are cut into training examples."""
 
-    source: str = "sample"  # sample | folder:PATH | tfds:NAME[:SPLIT]
+    source: str = "sample"  # sample | folder:PATH | tfds:NAME[:SPLIT]; a mix: "folder:A,folder:B*2"
     image_size: int = 128  # square training crop, pixels
     batch_size: int = 16  # global batch (all devices and hosts)
-    eval_fraction: float = 0.1  # folder sources without train/ and eval/ sub-folders
+    eval_fraction: float = 0.1  # folder sources without train/ and eval/ sub-folders (each source)
     min_crop_scale: float = 0.35  # random resized crop: smallest fraction of the image area
     flip: bool = True  # random horizontal flip when training
     skip_gray: bool = True  # drop training images whose chroma is ~0

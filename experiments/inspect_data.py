@@ -3,8 +3,10 @@
     python -m experiments.inspect_data sample
     python -m experiments.inspect_data folder:/data/photos --size 128 --out crops.png
     python -m experiments.inspect_data tfds:tf_flowers --data-dir ~/tensorflow_datasets
+    python -m experiments.inspect_data folder:/data/CBSD432,folder:/data/imagenet900*0.5
 
-The PNG shows eval crops as columns L | a/b (at L=70) | RGB.
+A mix is described source by source (with its draws per mix epoch), then as a whole. The PNG
+shows eval crops as columns L | a/b (at L=70) | RGB; in a mix the sources take turns.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from colorjax import color, viz
-from colorjax.data import DataStats, Pipeline, build_pipeline
+from colorjax.data import DataStats, Pipeline, build_pipeline, draws_per_epoch, parse_mix
 
 COLUMNS = ("L", "a/b at L=70", "RGB")
 
@@ -55,6 +57,27 @@ def describe(train: DataStats, eval_: DataStats) -> list[str]:
     return lines
 
 
+def describe_mix(source: str, train: Pipeline, eval_: Pipeline) -> list[str]:
+    """The report lines of a mix: each source's, indented under its name, then the totals."""
+    sources = parse_mix(source)
+    if len(sources) == 1:
+        return describe(train.stats, eval_.stats)
+    draws = [
+        draws_per_epoch(s.weight, stats.train)
+        for s, stats in zip(sources, train.source_stats, strict=True)
+    ]
+    lines = []
+    for s, n, train_stats, eval_stats in zip(
+        sources, draws, train.source_stats, eval_.source_stats, strict=True
+    ):
+        lines.append(
+            f"{s.name}: {s.spec}, weight {s.weight:g}: {n} of the {sum(draws)} draws "
+            f"per mix epoch ({n / sum(draws):.1%})"
+        )
+        lines += [f"  {line}" for line in describe(train_stats, eval_stats)]
+    return [*lines, "all sources:", *(f"  {line}" for line in describe(train.stats, eval_.stats))]
+
+
 def eval_grid(pipeline: Pipeline, count: int) -> tuple[np.ndarray, int]:
     """Rows L | ab | RGB of the first ``count`` eval crops, and how many there were."""
     rows = []
@@ -69,7 +92,9 @@ def eval_grid(pipeline: Pipeline, count: int) -> tuple[np.ndarray, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="sample | folder:PATH | tfds:NAME[:SPLIT]")
+    parser.add_argument(
+        "source", help="sample | folder:PATH | tfds:NAME[:SPLIT], or a comma list (a mix)"
+    )
     parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
     parser.add_argument("--count", type=int, default=8, help="eval crops in the grid")
     parser.add_argument("--out", help="PNG path (default: inspect_<source>.png)")
@@ -91,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     train = build_pipeline(args.source, train=True, **common)
     eval_ = build_pipeline(args.source, train=False, **common)
     print(f"source:   {args.source}")
-    print("\n".join(describe(train.stats, eval_.stats)))
+    print("\n".join(describe_mix(args.source, train, eval_)))
     grid, shown = eval_grid(eval_, args.count)
     out = viz.save_png(grid, args.out or f"inspect_{source_slug(args.source)}.png")
     print(f"grid:     {out} ({shown} eval crops of {args.size}px: {' | '.join(COLUMNS)})")

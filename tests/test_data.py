@@ -1,5 +1,7 @@
 """The input pipeline: sources, bad files, determinism, resume, sharding, splits, errors."""
 
+import collections
+import dataclasses
 import itertools
 import json
 import logging
@@ -355,3 +357,175 @@ def test_bench_ratios_compare_parts_of_one_run():
         "memory_vs_torch": 1.25,
         "data_vs_train": 150.0,
     }
+
+
+# ----------------------------------------------------------------------------- mixes
+
+
+def write_flat_photos(folder: Path, count: int, red: int) -> list[tuple[int, int, int]]:
+    """``count`` one-colour PNGs whose colour names them (any crop of one shows its colour)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    colors = [(red, 40 + 30 * i, 200 - 30 * i) for i in range(count)]
+    for i, rgb in enumerate(colors):
+        Image.fromarray(np.full((24, 30, 3), rgb, np.uint8)).save(folder / f"flat{i}.png")
+    return colors
+
+
+def drawn_colors(batches: list[dict]) -> list[tuple[int, int, int]]:
+    return [tuple(int(v) for v in crop[0, 0]) for batch in batches for crop in batch["rgb"]]
+
+
+def mix_pipeline(source: str, **overrides) -> data.Pipeline:
+    options = dict(image_size=8, batch_size=2, train=True, eval_fraction=0.0, seed=0)
+    return data.build_pipeline(source, **{**options, **overrides})
+
+
+def test_mix_is_parsed_into_named_weighted_sources(tmp_path):
+    mix = f" folder:{tmp_path}/a/photos, folder:{tmp_path}/b/photos*2 ,sample*0.5,tfds:x/y-1:test"
+    sources = data.parse_mix(mix)
+    assert [s.spec for s in sources] == [
+        f"folder:{tmp_path}/a/photos",
+        f"folder:{tmp_path}/b/photos",
+        "sample",
+        "tfds:x/y-1:test",
+    ]
+    assert [s.weight for s in sources] == [1.0, 2.0, 0.5, 1.0]
+    assert [s.name for s in sources] == ["photos", "photos-2", "sample", "x_y-1"]
+    assert data.parse_mix("sample") == [data.Source("sample", 1.0, "sample")]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("sample,flickr:cats", r"unknown data source 'flickr:cats'.*in data.source 'sample,fl"),
+        ("sample*two", r"data source 'sample\*two': weight 'two' is not a positive number"),
+        ("folder:/x,sample*0", r"'sample\*0': weight '0' is not.*in data.source"),
+        ("sample*-1", "weight '-1' is not a positive number"),
+        ("sample*inf", "weight 'inf' is not a positive number"),
+        ("sample*", "weight '' is not a positive number"),
+        ("sample,,folder:/x", "has an empty item"),
+        ("sample,sample*2", "'sample' appears twice"),
+    ],
+)
+def test_bad_mix_items_are_named(source, message):
+    with pytest.raises(ValueError, match=message):
+        data.build_pipeline(source, image_size=SIZE, batch_size=2, train=True)
+
+
+def test_overlapping_sources_and_a_source_without_eval_images_are_named(tmp_path):
+    write_photos(tmp_path / "all" / "sub", 3)
+    write_photos(tmp_path / "other", 2)
+    with pytest.raises(ValueError, match=r"folder:.*/all' and 'folder:.*/sub' share 3 images"):
+        mix_pipeline(f"folder:{tmp_path / 'all'},folder:{tmp_path / 'all' / 'sub'}")
+    with pytest.raises(ValueError, match=rf"source 'folder:{tmp_path / 'other'}' has no usable"):
+        mix_pipeline(f"sample,folder:{tmp_path / 'other'}", train=False)
+
+
+@pytest.mark.parametrize(("weight", "mix_epochs"), [(1.0, 1), (1.5, 2), (0.5, 4)])
+def test_weights_scale_how_often_a_sources_images_are_drawn(tmp_path, weight, mix_epochs):
+    a = write_flat_photos(tmp_path / "a", 3, red=10)
+    b = write_flat_photos(tmp_path / "b", 4, red=200)
+    draws_b = data.draws_per_epoch(weight, len(b))
+    assert draws_b == round(weight * len(b))  # whole here, so each b image: weight per mix epoch
+    epoch = len(a) + draws_b
+    pipeline = mix_pipeline(
+        f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*{weight}", batch_size=1
+    )
+    colors = drawn_colors(take(pipeline, mix_epochs * epoch))
+    counts = collections.Counter(colors)
+    assert {c: counts[c] for c in a} == dict.fromkeys(a, mix_epochs)
+    assert {c: counts[c] for c in b} == dict.fromkeys(b, round(weight * mix_epochs))
+    for start in range(0, len(colors), epoch):  # every mix epoch holds each source's share
+        assert sum(c in a for c in colors[start : start + epoch]) == len(a)
+    first_a = [i for i, c in enumerate(colors[:epoch]) if c in a]
+    assert first_a != list(range(len(a)))  # the sources' draws are shuffled together
+
+
+def test_fractional_draws_round_to_the_nearest_whole_draw():
+    assert [data.draws_per_epoch(w, 5) for w in (0.01, 0.3, 0.5, 1.5, 2.0)] == [1, 2, 3, 8, 10]
+
+
+@pytest.fixture
+def mixed_sources(tmp_path, mock_flowers) -> dict[str, str]:
+    write_photos(tmp_path / "a", 3)
+    write_photos(tmp_path / "b", 5, seed=1)
+    return {
+        "folders": f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*1.5",
+        "sample+folder": f"sample*0.5,folder:{tmp_path / 'a'}",
+        "tfds+folder": f"{mock_flowers},folder:{tmp_path / 'b'}*0.5",
+    }
+
+
+@pytest.mark.parametrize("mix", ["folders", "sample+folder", "tfds+folder"])
+def test_a_mix_resumes_exactly_and_splits_over_processes(mixed_sources, mix):
+    source = mixed_sources[mix]
+    options = dict(batch_size=4, eval_fraction=0.2, shuffle_buffer=4, image_size=16)
+    fresh = take(mix_pipeline(source, **options), 9)  # crosses mix and source epochs
+    for start in (3, 7):
+        assert_same_batches(
+            take(mix_pipeline(source, start_step=start, **options), 9 - start), fresh[start:]
+        )
+    halves = [
+        take(mix_pipeline(source, process_index=p, process_count=2, **options), 5) for p in range(2)
+    ]
+    assert_same_batches(concat_processes(halves), fresh[:5])
+
+
+def test_a_resumed_mix_decodes_no_skipped_image(tmp_path, monkeypatch):
+    write_photos(tmp_path / "a", 3)
+    write_photos(tmp_path / "b", 4, seed=1)
+    decoded = []
+    load = imageio.load_image
+    monkeypatch.setattr(imageio, "load_image", lambda path: decoded.append(path) or load(path))
+    monkeypatch.setattr(data, "DECODED_CACHE_BYTES", 0)  # every draw decodes its file
+    source = f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*2"
+    take(mix_pipeline(source, start_step=1000, batch_size=2), 1)
+    assert 2 <= len(decoded) < 100  # the batch and some read-ahead, not the 2000 skipped
+
+
+def test_mix_scan_reports_each_source_and_the_whole(tmp_path, caplog):
+    write_photos(tmp_path / "a", 3)
+    write_photos(tmp_path / "b", 4, seed=1)
+    (tmp_path / "b" / "zero.png").write_bytes(b"")
+    source = f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*2"
+    with caplog.at_level(logging.INFO, logger="colorjax.data"):
+        pipeline = mix_pipeline(source)
+    lines = [r.getMessage() for r in caplog.records if r.name == "colorjax.data"]
+    assert [line.split(" [")[0] for line in lines[:2]] == [
+        f"data folder:{tmp_path / 'a'}",
+        f"data folder:{tmp_path / 'b'}",
+    ]
+    assert "skipped 1 (empty file: 1)" in lines[1]
+    assert lines[2].endswith("a 3 images x 1 = 3 (27.3%), b 4 images x 2 = 8 (72.7%)")
+    assert [s.train for s in pipeline.source_stats] == [3, 4]
+    assert (pipeline.stats.found, pipeline.stats.train, pipeline.stats.source) == (8, 7, source)
+    assert len(pipeline.items) == 7
+
+
+def test_mix_eval_pass_takes_the_sources_in_turn(tmp_path):
+    a = write_flat_photos(tmp_path / "a", 3, red=10)
+    b = write_flat_photos(tmp_path / "b", 1, red=200)
+    source = f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*3"
+    evaluation = mix_pipeline(source, train=False, eval_fraction=1.0, batch_size=3)
+    assert drawn_colors(take(evaluation)) == [a[0], b[0], a[1], a[2]]
+    cfg = Config().data
+    cfg = dataclasses.replace(cfg, source=source, image_size=8, eval_fraction=1.0)
+    rgb, names = data.validation_images(cfg, 2)
+    assert names == ["a", "b", "a"] and rgb.shape == (3, 8, 8, 3)
+    assert drawn_colors([{"rgb": rgb}]) == [a[0], b[0], a[1]]
+    named = data.eval_split_images(source, eval_fraction=1.0, limit=2)
+    assert [name for name, _ in named] == ["a/flat0.png", "b/flat0.png", "a/flat1.png"]
+
+
+def test_inspect_data_describes_each_source_of_a_mix(tmp_path, capsys):
+    write_photos(tmp_path / "a", 3)
+    write_photos(tmp_path / "b", 4, seed=1)
+    source = f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*0.5"
+    out = tmp_path / "grid.png"
+    inspect_data.main(
+        [source, "--size", "24", "--count", "2", "--eval-fraction", "0.5", "--out", str(out)]
+    )
+    report = capsys.readouterr().out
+    assert f"a: folder:{tmp_path / 'a'}, weight 1:" in report
+    assert f"b: folder:{tmp_path / 'b'}, weight 0.5:" in report
+    assert "all sources:\n  found:    7 images" in report and out.is_file()
