@@ -97,7 +97,7 @@ class LogConfig:
     every: int = 50  # pull metrics from the device, progress bar and metrics.jsonl
     sample_every: int = 500  # PNG grid of the fixed validation batch
     eval_every: int = 1000  # validation metrics (PSNR, colorfulness vs gray)
-    eval_images: int = 64  # images in the validation set used during training
+    eval_images: int = 64  # validation images during training, per source of a mix
 
 
 @dataclasses.dataclass
@@ -107,7 +107,9 @@ class CheckpointConfig:
     every: int = 1000  # steps
     minutes: float = 10.0  # also save when this much time passed since the last save
     keep: int = 3  # latest checkpoints kept (plus the best)
-    best_metric: str = "psnr"  # validation metric that picks the best checkpoint (higher is better)
+    # Validation metric that picks the best checkpoint (higher is better); for a mix, "psnr" is
+    # the mean over its sources and "<source>/psnr" one source's.
+    best_metric: str = "psnr"
 
 
 @dataclasses.dataclass

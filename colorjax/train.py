@@ -52,6 +52,7 @@ class Validation:
     real_rgb: np.ndarray  # [N,H,W,3] in [0, 1]
     gray_rgb: np.ndarray
     baseline: dict[str, float]
+    sources: list[str]  # each image's source name (a mix: the sources take turns)
 
 
 def reconcile_config(config: Config, workdir: Path, has_checkpoint: bool) -> list[str]:
@@ -83,32 +84,42 @@ def _get(config: Config, key: str) -> Any:
     return getattr(getattr(config, section), leaf)
 
 
+def source_means(per_image: list[dict[str, float]], sources: list[str]) -> dict[str, float]:
+    """Mean metrics of a validation set. A mix: each source's means as ``<source>/<metric>``,
+    and as ``<metric>`` the mean of the sources' means (every source counts the same)."""
+    names = list(dict.fromkeys(sources))
+    if len(names) == 1:
+        return metrics.mean_metrics(per_image)
+    by_source = {
+        name: metrics.mean_metrics(
+            [m for m, s in zip(per_image, sources, strict=True) if s == name]
+        )
+        for name in names
+    }
+    means = metrics.mean_metrics(list(by_source.values()))
+    for name, values in by_source.items():
+        means |= {f"{name}/{key}": value for key, value in values.items()}
+    return means
+
+
 def load_validation(config: Config) -> Validation:
-    """The first ``log.eval_images`` images of the eval split, with their gray baseline."""
-    pipeline = data.pipeline_from_config(config.data, train=False, seed=config.train.seed)
-    images, count = [], 0
-    for batch in pipeline.as_numpy():
-        images.append(batch["rgb"])
-        count += len(batch["rgb"])
-        if count >= config.log.eval_images:
-            break
-    if not images:
-        raise ValueError(f"data.source={config.data.source!r} has no eval images")
-    gray, target = map(
-        np.asarray, color.rgb8_to_network(np.concatenate(images)[: config.log.eval_images])
-    )
+    """The first ``log.eval_images`` images of each source's eval split, with their gray
+    baseline."""
+    rgb8, sources = data.validation_images(config.data, config.log.eval_images)
+    gray, target = map(np.asarray, color.rgb8_to_network(rgb8))
     real_rgb = np.asarray(color.network_to_rgb(gray, target))
     gray_rgb = np.asarray(color.network_to_rgb(gray, np.zeros_like(target)))
     per_image = [metrics.quick_metrics(g, r) for g, r in zip(gray_rgb, real_rgb, strict=True)]
-    return Validation(gray, real_rgb, gray_rgb, metrics.mean_metrics(per_image))
+    return Validation(gray, real_rgb, gray_rgb, source_means(per_image, sources), sources)
 
 
 def validate(generate, state: steps.GANState, validation: Validation) -> tuple[np.ndarray, dict]:
-    """Colorize the validation set; return the RGB outputs and mean PSNR/colorfulness."""
+    """Colorize the validation set; return the RGB outputs and the mean ``quick_metrics``
+    (per source too for a mix, ``source_means``)."""
     ab = np.asarray(generate(state.g_params, state.g_state, validation.gray))
     rgb = np.asarray(color.network_to_rgb(validation.gray, ab))
     per_image = [metrics.quick_metrics(p, r) for p, r in zip(rgb, validation.real_rgb, strict=True)]
-    return rgb, metrics.mean_metrics(per_image)
+    return rgb, source_means(per_image, validation.sources)
 
 
 class _StopSignals:
@@ -272,7 +283,7 @@ class _Loop:
             f"step {step}: val PSNR {values['psnr']:.2f} dB (gray {base['psnr']:.2f}), "
             f"colorfulness {values['colorfulness']:.1f} (gray {base['colorfulness']:.1f})"
         )
-        rows = slice(0, SAMPLE_ROWS)
+        rows = slice(0, max(SAMPLE_ROWS, len(set(self.validation.sources))))
         self.last_sample = self.reporter.sample_grid(
             step, self.validation.gray_rgb[rows], rgb[rows], self.validation.real_rgb[rows]
         )

@@ -7,15 +7,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
 import pytest
 from conftest import TINY
+from test_data import write_photos
 
+from colorjax import color, metrics
 from colorjax.checkpoint import Checkpoints
 from colorjax.config import Config, ConfigError, apply_overrides
-from colorjax.train import NonFiniteLossError, train_and_evaluate
+from colorjax.train import (
+    SAMPLE_ROWS,
+    NonFiniteLossError,
+    load_validation,
+    train_and_evaluate,
+    validate,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
@@ -133,3 +142,68 @@ def test_short_run_on_a_mock_tfds_dataset(tiny_config, tmp_path):
     assert summary["step"] == 3
     assert Checkpoints(tmp_path / "checkpoints", config.ckpt).latest_step() == 3
     assert np.isfinite(summary["val"]["psnr"])
+
+
+# ----------------------------------------------------------------------------- mixed sources
+
+
+def mix_config(tiny_config, tmp_path: Path, *overrides: str):
+    """A mix of a plain folder A (hash split) and a folder B with train/ and eval/ (2 each)."""
+    write_photos(tmp_path / "A", 10)
+    write_photos(tmp_path / "B" / "train", 2, seed=1)
+    write_photos(tmp_path / "B" / "eval", 2, seed=2)
+    source = f"data.source=folder:{tmp_path / 'A'},folder:{tmp_path / 'B'}*2"
+    return apply_overrides(tiny_config, [source, *overrides])
+
+
+def test_validation_reports_each_source_and_the_mean_of_the_sources(tiny_config, tmp_path):
+    config = mix_config(tiny_config, tmp_path, "data.eval_fraction=1.0", "log.eval_images=9")
+    validation = load_validation(config)
+    assert validation.sources[:4] == ["A", "B", "A", "B"] and len(validation.sources) == 11
+    assert set(validation.sources[:SAMPLE_ROWS]) == {"A", "B"}  # the sample grid shows both
+
+    def generate(params, state, gray):
+        return np.full((*gray.shape[:-1], 2), params, np.float32)
+
+    _, values = validate(generate, SimpleNamespace(g_params=0.2, g_state=None), validation)
+    colorized = np.asarray(
+        color.network_to_rgb(validation.gray, generate(0.2, None, validation.gray))
+    )
+    psnr = np.array(
+        [metrics.psnr(c, r) for c, r in zip(colorized, validation.real_rgb, strict=True)]
+    )
+    of = {name: np.array(validation.sources) == name for name in ("A", "B")}
+    assert values["A/psnr"] == pytest.approx(psnr[of["A"]].mean())
+    assert values["B/psnr"] == pytest.approx(psnr[of["B"]].mean())
+    assert values["psnr"] == pytest.approx((values["A/psnr"] + values["B/psnr"]) / 2)
+    assert values["psnr"] != pytest.approx(psnr.mean())  # sources count the same, not images
+    plain = {key for key in values if "/" not in key}
+    assert plain == set(metrics.quick_metrics(colorized[0], validation.real_rgb[0]))
+    assert set(values) == plain | {f"{name}/{key}" for name in ("A", "B") for key in plain}
+    assert validation.baseline["psnr"] == pytest.approx(
+        (validation.baseline["A/psnr"] + validation.baseline["B/psnr"]) / 2
+    )
+
+
+def test_a_run_on_a_mix_logs_each_source_and_checkpoints_their_mean(
+    tiny_config, tmp_path, monkeypatch
+):
+    config = mix_config(
+        tiny_config,
+        tmp_path / "data",
+        "train.steps=1",  # L1 steps only: one small compilation
+        "train.pretrain_steps=1",
+        "data.eval_fraction=0.3",
+        "log.eval_images=2",
+    )
+    saved = []
+    save = Checkpoints.save
+    monkeypatch.setattr(
+        Checkpoints, "save", lambda self, *args: saved.append(args[3]) or save(self, *args)
+    )
+    summary = train_and_evaluate(config, tmp_path / "run")
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    [val] = [r for r in map(json.loads, lines) if r["split"] == "val"]
+    assert val["psnr"] == pytest.approx((val["A/psnr"] + val["B/psnr"]) / 2)
+    assert summary["val"]["psnr"] == pytest.approx(val["psnr"])
+    assert config.ckpt.best_metric == "psnr" and saved[-1]["psnr"] == pytest.approx(val["psnr"])
