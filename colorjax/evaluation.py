@@ -1,6 +1,6 @@
 """Evaluate colorizers on whole photos: per-image metrics, their means, a table and a grid.
 
-    images = eval_images("folder:/data/CBSD68")
+    images = eval_images("folder:/data/CBSD68")  # or eval_images("folder:/data/x", split="eval")
     outputs = colorize_all({"demo": inference.load_workdir("runs/demo")}, images)
     results = score(outputs, images)  # evaluate(methods, images) does both steps
     print(markdown_table(results))
@@ -63,6 +63,8 @@ GOALS: dict[str, str | float] = {
     "mean_b": MATCH_TRUTH,
 }
 GRID_HEIGHT = 160
+ALL, EVAL = "all", "eval"
+SPLITS = (ALL, EVAL)
 
 Images = Sequence[tuple[str, np.ndarray]]  # (name, uint8 RGB [H, W, 3])
 
@@ -73,6 +75,7 @@ Images = Sequence[tuple[str, np.ndarray]]  # (name, uint8 RGB [H, W, 3])
 def eval_images(
     source: str,
     *,
+    split: str = ALL,
     data_dir: str | None = None,
     eval_fraction: float = 0.1,
     size: int | None = None,
@@ -80,19 +83,25 @@ def eval_images(
 ) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 RGB) of the test images of ``source``, at native size by default.
 
-    A folder with train/ and eval/ (or val/) sub-folders gives its eval images; any other
-    folder is all test, every image evaluated. ``sample`` gives each photo's held-out region,
-    TFDS its eval split (``eval_fraction``: the share carved out of a train-only dataset, as in
-    training). ``size``: the validation view, shorter side resized to ``size`` and the central
+    A folder with train/ and eval/ (or val/) sub-folders gives its eval images. Any other
+    folder is, with ``split="all"``, all test, every image evaluated; with ``split="eval"``
+    only the eval split training holds out of it (the hash rule with ``eval_fraction``, the
+    run's ``data.eval_fraction``). ``sample`` gives each photo's held-out region, TFDS its eval
+    split (``eval_fraction``: the share carved out of a train-only dataset, as in training),
+    whatever ``split``. A mix (``data.source`` form) gives the images of all its sources, named
+    ``<source>/<image>``, the sources taking turns; ``limit`` keeps the first images of each
+    source. ``size``: the validation view, shorter side resized to ``size`` and the central
     square cut. Undecodable files are skipped and counted in one logged warning.
     """
-    scheme, _ = data.parse_source(source)
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     return data.eval_split_images(
         source,
-        eval_fraction=1.0 if scheme == "folder" else eval_fraction,
+        eval_fraction=eval_fraction,
         data_dir=data_dir,
         size=size,
         limit=limit,
+        whole_plain_folders=split == ALL,
     )
 
 

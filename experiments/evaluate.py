@@ -1,13 +1,16 @@
 """Evaluate colorizers on whole photos: ``python -m experiments.evaluate --workdir RUN --data SRC``.
 
 SOURCE is ``sample`` (each photo's held-out region), ``folder:PATH`` or ``tfds:NAME[:SPLIT]``
-(its eval split). A folder with train/ and eval/ (or val/) sub-folders gives its eval images;
-any other folder is all test, every image evaluated (so do not point it at the plain folder a
-run trained on). Images are evaluated at native size unless ``--size N`` asks for the view
-validation uses (shorter side N, central square). Each --workdir / --model is a method named
-by its folder; the gray baseline (L with a = b = 0) is always included. Writes the results as
-JSON to --out, the markdown table beside it (.md, also printed) and a comparison grid
-(``<stem>_grid.png``: gray | each method | ground truth).
+(its eval split), or a mix of them as in ``data.source`` (``folder:A,folder:B``: the images of
+every source, named ``<source>/<image>``). A folder with train/ and eval/ (or val/) sub-folders
+gives its eval images. Any other folder is, with ``--split all`` (the default), all test, every
+image evaluated; with ``--split eval``, only the photos a run on it held out, by exactly the
+rule training used (``--eval-fraction``: the run's ``data.eval_fraction``, 0.1 by default).
+Images are evaluated at native size unless ``--size N`` asks for the view validation uses
+(shorter side N, central square). Each --workdir / --model is a method named by its folder; the
+gray baseline (L with a = b = 0) is always included. Writes the results as JSON to --out, the
+markdown table beside it (.md, also printed) and a comparison grid (``<stem>_grid.png``:
+gray | each method | ground truth).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from colorjax.config import DataConfig
+
+SPLITS = ("all", "eval")  # evaluation.SPLITS, without importing TensorFlow before parsing
 
 
 def positive(text: str) -> int:
@@ -44,17 +51,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         help="method names in place of the folder names: one per --workdir, then per --model",
     )
-    parser.add_argument("--data", required=True, help="sample | folder:PATH | tfds:NAME[:SPLIT]")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="sample | folder:PATH | tfds:NAME[:SPLIT], or a comma list of them (a mix)",
+    )
     parser.add_argument("--data-dir", help="TFDS data directory")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=SPLITS[0],
+        help="plain folders: all their images (default), or only the eval split training held out",
+    )
     parser.add_argument(
         "--eval-fraction",
         type=float,
-        default=0.1,
-        help="TFDS without an eval split: the share held out (the run's data.eval_fraction)",
+        default=DataConfig().eval_fraction,
+        help="the share training holds out (the run's data.eval_fraction, default %(default)s): "
+        "plain folders with --split eval, TFDS without an eval split",
     )
     parser.add_argument("--size", type=positive, help="evaluate N x N validation views")
     parser.add_argument("--render-size", type=positive, help="longest side ab is predicted at")
-    parser.add_argument("--limit", type=positive, help="evaluate only the first N images")
+    parser.add_argument(
+        "--limit", type=positive, help="evaluate only the first N images (of each source)"
+    )
     parser.add_argument("--out", default="results.json", help="JSON file (default results.json)")
     parser.add_argument("--grid-images", type=int, default=6, help="rows of the grid (0: none)")
     parser.add_argument("--grid-height", type=positive, default=160, help="grid cell height")
@@ -90,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods = load_methods(args.workdir, args.model, args.step, args.name)
         images = evaluation.eval_images(
             args.data,
+            split=args.split,
             data_dir=args.data_dir,
             eval_fraction=args.eval_fraction,
             size=args.size,

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import math
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,7 +14,7 @@ from test_data import write_photos
 from test_imageio import broken_cases
 
 from colorjax import data, evaluation, imageio, inference, viz
-from colorjax.config import ModelConfig
+from colorjax.config import DataConfig, ModelConfig
 from colorjax.models import UNetGenerator
 from experiments import evaluate as evaluate_cli
 
@@ -206,3 +207,61 @@ def test_cli_names_a_missing_workdir_or_folder(colorizer, tmp_path, capsys, miss
     assert evaluate_cli.main([*argv, "--out", str(tmp_path / "r.json")]) == 2
     assert str(nowhere) in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+# ----------------------------------------------------------------------------- eval split
+
+
+def held_out_names(source: str, root, eval_fraction: float) -> list[str]:
+    """What a training run on ``source`` holds out, as image names relative to ``root``."""
+    pipeline = data.build_pipeline(
+        source, image_size=16, batch_size=2, train=False, eval_fraction=eval_fraction
+    )
+    return [Path(item.key).relative_to(root).as_posix() for item in pipeline.items]
+
+
+def test_split_eval_gives_exactly_the_photos_training_holds_out(tmp_path):
+    paths = write_photos(tmp_path / "photos", 12)
+    source = f"folder:{tmp_path / 'photos'}"
+    names = [name for name, _ in evaluation.eval_images(source, split="eval", eval_fraction=0.3)]
+    assert names == held_out_names(source, tmp_path / "photos", 0.3)
+    assert 0 < len(names) < len(paths)
+    train = data.build_pipeline(source, image_size=16, batch_size=2, train=True, eval_fraction=0.3)
+    assert not {str(tmp_path / "photos" / n) for n in names} & {it.key for it in train.items}
+    every = [name for name, _ in evaluation.eval_images(source, split="all", eval_fraction=0.3)]
+    assert every == [p.name for p in paths]
+    with pytest.raises(ValueError, match="split 'test': expected one of all, eval"):
+        evaluation.eval_images(source, split="test")
+
+
+def test_split_eval_of_a_mix_gives_each_sources_held_out_photos(tmp_path):
+    write_photos(tmp_path / "plain", 12)
+    write_photos(tmp_path / "split" / "train", 2)
+    write_photos(tmp_path / "split" / "eval", 1, seed=1)
+    plain, split = f"folder:{tmp_path / 'plain'}", f"folder:{tmp_path / 'split'}"
+    images = evaluation.eval_images(f"{plain},{split}*3", split="eval", eval_fraction=0.3)
+    expected_plain = [f"plain/{n}" for n in held_out_names(plain, tmp_path / "plain", 0.3)]
+    assert [name for name, _ in images] == [
+        expected_plain[0],
+        "split/eval/photo00.png",
+        *expected_plain[1:],
+    ]
+    whole = evaluation.eval_images(f"{plain},{split}", limit=2)  # --split all, 2 per source
+    assert [name for name, _ in whole] == [
+        "plain/photo00.png",
+        "split/eval/photo00.png",
+        "plain/photo01.jpg",
+    ]
+
+
+def test_cli_split_eval_scores_the_held_out_photos_by_the_default_rule(colorizer, tmp_path):
+    inference.export_bundle(colorizer, tmp_path / "model")
+    write_photos(tmp_path / "photos", 20)
+    source = f"folder:{tmp_path / 'photos'}"
+    out = tmp_path / "results.json"
+    argv = ["--model", str(tmp_path / "model"), "--data", source, "--split", "eval"]
+    assert evaluate_cli.main([*argv, "--out", str(out), "--grid-images", "0", "--size", "16"]) == 0
+    scored = [entry["name"] for entry in json.loads(out.read_text())["images"]]
+    assert scored == held_out_names(source, tmp_path / "photos", DataConfig().eval_fraction)
+    assert 0 < len(scored) < 20
+    assert evaluate_cli.SPLITS == evaluation.SPLITS
