@@ -1,6 +1,9 @@
-"""Shared fixtures: CPU only, quiet TensorFlow, tiny configurations."""
+"""Shared fixtures (CPU only, quiet TensorFlow, tiny configurations) and run-file helpers."""
 
+import collections
+import errno
 import os
+from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -50,3 +53,43 @@ def fast_compilation():
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def tensorboard_scalars(workdir: Path) -> collections.Counter:
+    """How often each (tag, step, value rounded to 4 places) is in ``workdir``'s TensorBoard
+    event files, as TensorFlow reads them."""
+    import tensorflow as tf
+
+    counts = collections.Counter()
+    for path in (workdir / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                counts[value.tag, event.step, round(value.simple_value, 4)] += 1
+    return counts
+
+
+def fail_last_checkpoint_write(monkeypatch, checkpoints_dir: Path, written: list[Path]) -> None:
+    """Make the last write of every save under ``checkpoints_dir`` (the state's tree metadata,
+    after its arrays) fail as on a full disk, noting the files the save had written by then."""
+    from etils import epath
+
+    path_class = type(epath.Path("/"))
+    original = path_class.write_text
+
+    def write_text(self, *args, **kwargs):
+        path = Path(str(self))
+        in_a_save = path.parent.name.startswith("state.orbax-checkpoint-tmp")
+        if path.name == "_METADATA" and in_a_save and checkpoints_dir in path.parents:
+            written.extend(p for p in checkpoints_dir.rglob("*") if p.is_file())
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(path_class, "write_text", write_text)
+
+
+def truncate_largest_file(step_dir: Path) -> Path:
+    """Cut a checkpoint's biggest file (array data) in half, as a partial sync would."""
+    files = [p for p in step_dir.rglob("*") if p.is_file()]
+    largest = max(files, key=lambda p: p.stat().st_size)
+    os.truncate(largest, largest.stat().st_size // 2)
+    return largest
