@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,11 @@ def default_render_size(model: ModelConfig, image_size: int) -> int:
 
 
 def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorizer:
-    """The generator of a training run (``step``: None or "latest", "best", or a step number)."""
+    """The generator of a training run (``step``: None or "latest", "best", or a step number).
+
+    "latest" and "best" pass over damaged checkpoints with a warning (the files stay where
+    they are); a damaged step asked for by number is a DamagedCheckpointError.
+    """
     from colorjax.checkpoint import Checkpoints
     from colorjax.config import load_json
 
@@ -206,8 +211,7 @@ def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorize
     config = load_json(workdir / "config.json")
     checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
     try:
-        chosen = _choose_step(checkpoints, step, workdir)
-        state = checkpoints.restore(step=chosen)
+        state = _restore_chosen(checkpoints, step, workdir)
     finally:
         checkpoints.close()
     return Colorizer(
@@ -218,20 +222,28 @@ def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorize
     )
 
 
-def _choose_step(checkpoints, step: int | str | None, workdir: Path) -> int:
+def _restore_chosen(checkpoints, step: int | str | None, workdir: Path) -> dict:
+    from colorjax.checkpoint import DamagedCheckpointError
+
     steps = checkpoints.all_steps()
     if not steps:
         raise FileNotFoundError(f"{workdir} has no checkpoints")
-    if step in (None, "latest"):
-        return steps[-1]
-    if step == "best":
-        best = checkpoints.best_step()
-        return best if best is not None else steps[-1]
+    if step in (None, "latest", "best"):
+        restored = checkpoints.restore_newest(best=step == "best")
+        note = restored.fallback_note("using")
+        if note:
+            warnings.warn(f"{workdir}: {note}", stacklevel=3)
+        return restored.state
     if not str(step).isdigit():
         raise ValueError(f"checkpoint step must be a number, 'best' or 'latest', got {step!r}")
     if int(step) not in steps:
         raise ValueError(f"{workdir} has no checkpoint at step {step}; saved steps: {steps}")
-    return int(step)
+    try:
+        return checkpoints.restore(step=int(step))
+    except DamagedCheckpointError as err:
+        raise DamagedCheckpointError(
+            f"{err}; saved steps: {steps} ('latest' or 'best' pass over damaged checkpoints)"
+        ) from err.__cause__
 
 
 def export_bundle(

@@ -1,8 +1,9 @@
 """The training loop: ``train_and_evaluate(config, workdir)`` trains, validates, samples, saves.
 
 Re-running with the same workdir resumes from the latest checkpoint on exactly the data and
-random stream an uninterrupted run would have seen. SIGINT/SIGTERM save before exiting; a
-non-finite loss stops the run without touching the last good checkpoint.
+random stream an uninterrupted run would have seen (passing over damaged checkpoints, which
+``checkpoint`` sets aside). SIGINT/SIGTERM save before exiting; a non-finite loss stops the run
+without touching the last good checkpoint. One run at a time holds the workdir (``lock``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from colorjax import color, data, hostmem, metrics, parallel, steps
 from colorjax.checkpoint import Checkpoints
 from colorjax.config import Config, ConfigError, differing_keys, load_json, save_json
+from colorjax.lock import WorkdirLock
 from colorjax.report import Reporter
 
 # Fields that change the networks' parameters: a run cannot resume with other values.
@@ -163,21 +165,23 @@ def _check_finite(records: list[tuple[int, dict[str, float]]]) -> None:
 
 def _initial_state(
     gan: steps.GAN, config: Config, checkpoints: Checkpoints, mesh
-) -> steps.GANState:
-    """Restore the latest checkpoint onto the mesh, or initialise from the seed."""
+) -> tuple[steps.GANState, str | None]:
+    """Restore the newest intact checkpoint onto the mesh, or initialise from the seed; with
+    a line on the damaged checkpoints passed over, if any."""
     init = jax.jit(
         lambda key: steps.init_state(gan, key, config.data.image_size),
         out_shardings=parallel.replicated(mesh),
     )
     key = jax.random.PRNGKey(config.train.seed)
     if checkpoints.latest_step() is None:
-        return init(key)
+        return init(key), None
     abstract = jax.eval_shape(init, key)
     sharding = parallel.replicated(mesh)
     target = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract
     )
-    return checkpoints.restore(target)
+    restored = checkpoints.restore_newest(target)
+    return restored.state, restored.fallback_note("resumed from")
 
 
 def train_and_evaluate(
@@ -190,12 +194,17 @@ def train_and_evaluate(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     parallel.initialize_distributed(config.parallel.distributed)
+    with WorkdirLock(workdir, hold=jax.process_index() == 0):
+        return _train(config, workdir, stop_at)
+
+
+def _train(config: Config, workdir: Path, stop_at: int | None) -> dict[str, Any]:
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size(config.data.batch_size, mesh)
-    checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
+    checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt, writer=True)
     changed = reconcile_config(config, workdir, checkpoints.latest_step() is not None)
     gan = steps.build_gan(config)
-    state = _initial_state(gan, config, checkpoints, mesh)
+    state, damage_note = _initial_state(gan, config, checkpoints, mesh)
     hostmem.release_freed_memory()
     start = int(state.step)
     end = config.train.steps if stop_at is None else min(stop_at, config.train.steps)
@@ -209,7 +218,9 @@ def train_and_evaluate(
     )
     if changed:
         reporter.message(f"resuming with changed settings: {', '.join(changed)}")
-    if start:
+    if damage_note:
+        reporter.message(damage_note)
+    elif start:
         reporter.message(f"resumed from step {start} in {workdir}")
     validation = load_validation(config)
     reporter.scalars(start, validation.baseline, prefix="gray_baseline")

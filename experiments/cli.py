@@ -32,10 +32,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return apply_overrides(get_preset(args.preset), args.overrides)
 
 
-def run_cli(main, argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)``, turning a ConfigError into a one-line message and exit status 2."""
+def run_cli(
+    main, argv: Sequence[str] | None = None, *, errors: tuple[type[Exception], ...] = ()
+) -> None:
+    """Run ``main(argv)`` and exit with the status it returns; a ConfigError (or one of
+    ``errors``: bad input the message explains) becomes a one-line message and status 2."""
     try:
-        main(argv)
-    except ConfigError as err:
+        status = main(argv)
+    except (ConfigError, *errors) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    raise SystemExit(status)

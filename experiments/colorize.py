@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from experiments.cli import run_cli
+
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -111,4 +113,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main, errors=(FileNotFoundError, ValueError))

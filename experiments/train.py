@@ -21,11 +21,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = config_from_args(args)
     workdir = args.workdir or f"runs/{args.preset}"
 
+    from colorjax.checkpoint import CheckpointWriteError, NoRestorableCheckpointError
+    from colorjax.lock import WorkdirBusyError
     from colorjax.train import NonFiniteLossError, train_and_evaluate
 
     try:
         summary = train_and_evaluate(config, workdir)
-    except NonFiniteLossError as err:
+    except (
+        NonFiniteLossError,
+        WorkdirBusyError,
+        NoRestorableCheckpointError,
+        CheckpointWriteError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     print(json.dumps(summary, indent=2))
