@@ -63,6 +63,8 @@ TABLE_METRICS = (
     "ab_hist_intersection",
     "colorfulness",
     "chroma_ratio",
+    "tint",
+    "blob",
 )
 PLOT_METRICS = ("psnr", "ssim", "colorfulness", "ciede2000")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -647,8 +649,8 @@ def _legend(finished: Sequence[CellResult]) -> str:
         "Values: mean ± sample standard deviation over the finished seeds (seeds column: "
         "finished/total). Best grid combination per column in **bold** (the gray baseline and "
         "the ground truth are references, not ranked): ↑ higher is better (psnr, ssim, "
-        "ab_hist_intersection), ↓ lower is better (ciede2000), ≈gt closest to the ground "
-        "truth's value is better (colorfulness), ≈1 closest to 1 is better (chroma_ratio: "
+        "ab_hist_intersection), ↓ lower is better (ciede2000, tint, blob), ≈gt closest to the "
+        "ground truth's value is better (colorfulness), ≈1 closest to 1 is better (chroma_ratio: "
         "predicted over true chroma). results.csv has every cell and also colorfulness_diff "
         "(output minus ground truth), mean_a and mean_b."
     )

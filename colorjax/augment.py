@@ -1,8 +1,10 @@
-"""Differentiable augmentation of discriminator inputs (DiffAugment: translation, cutout).
+"""Differentiable augmentation of discriminator inputs (translation, cutout, horizontal flip).
 
-The same draw is applied to the real and the fake (L, ab) pairs, so the discriminator judges
-colours, never the augmentation. Colour jitter is deliberately absent: it would change the
-very thing being judged.
+DiffAugment (``train.diffaug``, ``augment``) applies its policy to every image, with the same
+draw for the real and the fake (L, ab) pairs, so the discriminator judges colours, never the
+augmentation. ADA (colorjax/ada.py) applies each augmentation to each image with a probability
+(``augment_randomly``). Colour jitter is deliberately absent: it would change the very thing
+being judged.
 """
 
 from __future__ import annotations
@@ -53,8 +55,29 @@ def cutout(x: jax.Array, key: jax.Array, ratio: float = 0.5) -> jax.Array:
     return x * (~inside)[..., None].astype(x.dtype)
 
 
+def flip(x: jax.Array, key: jax.Array) -> jax.Array:
+    """Mirror each image horizontally with probability 1/2."""
+    mirrored = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+    return jnp.where(mirrored, x[:, :, ::-1], x)
+
+
+TRANSFORMS = {"translation": translate, "cutout": cutout, "flip": flip}
+
+
 def augment(x: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> jax.Array:
     """Apply the augmentations in ``policy`` to a batch [B,H,W,C]."""
     for name, subkey in zip(policy, jax.random.split(key, max(len(policy), 1)), strict=False):
-        x = translate(x, subkey) if name == "translation" else cutout(x, subkey)
+        x = TRANSFORMS[name](x, subkey)
+    return x
+
+
+def augment_randomly(
+    x: jax.Array, key: jax.Array, probability: jax.Array, policy: tuple[str, ...]
+) -> jax.Array:
+    """Apply each augmentation in ``policy`` to each image of [B,H,W,C] with ``probability``,
+    drawn independently per image and augmentation."""
+    for name, subkey in zip(policy, jax.random.split(key, max(len(policy), 1)), strict=False):
+        key_apply, key_transform = jax.random.split(subkey)
+        chosen = jax.random.bernoulli(key_apply, probability, (x.shape[0], 1, 1, 1))
+        x = jnp.where(chosen, TRANSFORMS[name](x, key_transform), x)
     return x

@@ -88,6 +88,15 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update
     diffaug: str = ""  # comma list of translation, cutout ("" = off)
     loss_scale: float = 2.0**15  # float16 only: initial dynamic loss scale
+    # Remedies for blobs, tints and a dominant discriminator (0 = off for each):
+    ema_decay: float = 0.0  # EMA of the generator's weights, used for validation and export
+    ema_start: int = 0  # step from which the EMA averages (before it, it copies the weights)
+    r1_weight: float = 0.0  # R1 penalty gamma on real pairs (Mescheder et al. 2018)
+    r1_every: int = 16  # R1 on every N-th step, its weight scaled by N (lazy regularisation)
+    ada_target: float = 0.0  # ADA: target of r_t = E[sign(D(real))] (Karras et al. 2020: 0.6)
+    ada_interval: int = 4  # ADA: steps between adjustments of the augmentation probability p
+    ada_images: int = 20000  # ADA: images shown for p to move from 0 to 1 at full speed
+    d_skip_above: float = 0.0  # skip D updates while its accuracy on fakes is above this
 
 
 @dataclasses.dataclass

@@ -9,16 +9,19 @@
 Every report includes the zero-chroma baseline ``gray``: the ground truth's own L with
 a = b = 0, made the way a colorizer's output is. Colorizers keep the input's L, so their output
 is compared with the ground truth directly (metrics.py, on RGB in [0, 1]); besides those metrics,
-``colorfulness_diff`` is the output's colorfulness minus the ground truth's.
+``colorfulness_diff`` is the output's colorfulness minus the ground truth's. ``tint`` and
+``blob`` (metrics.py) are lower-is-better; the ground truth's own tint (the chroma left in its
+neutral areas) is reported beside, as a reference rather than a target.
 
 Results::
 
     {"mean": {method: {metric: value}},
-     "ground_truth": {"colorfulness": .., "mean_a": .., "mean_b": ..},
+     "ground_truth": {"colorfulness": .., "mean_a": .., "mean_b": .., "tint": ..},
      "images": [{"name": .., "ground_truth": {..}, method: {metric: value}, ...}]}
 
 In memory the values are floats: an output identical to the ground truth has PSNR ``inf``, and
-the chroma ratio against a gray ground truth is ``nan``; means leave such values out. In JSON
+the chroma ratio against a gray ground truth and the tint of a photo without neutral areas are
+``nan``; means leave such values out. In JSON
 they are written as the strings "inf", "-inf" and "nan" (``float()`` reads them back).
 """
 
@@ -47,8 +50,10 @@ METRICS = (
     "ciede2000",
     "mean_a",
     "mean_b",
+    "tint",
+    "blob",
 )
-GROUND_TRUTH_METRICS = ("colorfulness", "mean_a", "mean_b")
+GROUND_TRUTH_METRICS = ("colorfulness", "mean_a", "mean_b", "tint")
 MAX, MIN, MATCH_TRUTH = "max", "min", "ground truth"
 # What "best" means per metric: highest, lowest, closest to the ground truth's or to a number.
 GOALS: dict[str, str | float] = {
@@ -61,6 +66,8 @@ GOALS: dict[str, str | float] = {
     "ciede2000": MIN,
     "mean_a": MATCH_TRUTH,
     "mean_b": MATCH_TRUTH,
+    "tint": MIN,  # the truth's own tint is noise below metrics.NEUTRAL_CHROMA, not a target
+    "blob": MIN,
 }
 GRID_HEIGHT = 160
 ALL, EVAL = "all", "eval"
@@ -144,9 +151,14 @@ def colorize_all(
 
 
 def ground_truth_metrics(target: np.ndarray) -> dict[str, float]:
-    """Colorfulness and mean a*, b* of a ground-truth image in [0, 1]."""
+    """Colorfulness, mean a*, b* and the own tint of a ground-truth image in [0, 1]."""
     mean_a, mean_b = metrics.mean_ab(target)
-    return {"colorfulness": metrics.colorfulness(target), "mean_a": mean_a, "mean_b": mean_b}
+    return {
+        "colorfulness": metrics.colorfulness(target),
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "tint": metrics.tint(target, target),
+    }
 
 
 def method_metrics(

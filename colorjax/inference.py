@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from colorjax import color, imageio
+from colorjax import color, ema, imageio
 from colorjax.config import ModelConfig, from_dict
 from colorjax.models import UNetGenerator
 from colorjax.steps import make_generate
@@ -34,12 +34,14 @@ RENDER_SCALE = 2  # default render size: this many times the training size
 
 @dataclasses.dataclass
 class Colorizer:
-    """A generator ready to colorize: its module, variables and default render size."""
+    """A generator ready to colorize: its module, variables and default render size; ``origin``
+    says where the weights came from (``load_workdir``: workdir, step, "ema" or "raw")."""
 
     model: ModelConfig
     params: Any
     state: dict
     render_size: int
+    origin: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.generator = UNetGenerator(**dataclasses.asdict(self.model))
@@ -196,8 +198,11 @@ def default_render_size(model: ModelConfig, image_size: int) -> int:
     return math.ceil(RENDER_SCALE * image_size / multiple) * multiple
 
 
-def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorizer:
-    """The generator of a training run (``step``: None or "latest", "best", or a step number).
+def load_workdir(
+    workdir: str | Path, step: int | str | None = None, weights: str | None = None
+) -> Colorizer:
+    """The generator of a training run (``step``: None or "latest", "best", or a step number;
+    ``weights``: "ema" or "raw", by default the EMA weights when the run keeps some).
 
     "latest" and "best" pass over damaged checkpoints with a warning (the files stay where
     they are); a damaged step asked for by number is a DamagedCheckpointError.
@@ -211,18 +216,25 @@ def load_workdir(workdir: str | Path, step: int | str | None = None) -> Colorize
     config = load_json(workdir / "config.json")
     checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
     try:
-        state = _restore_chosen(checkpoints, step, workdir)
+        chosen, state = _restore_chosen(checkpoints, step, workdir)
     finally:
         checkpoints.close()
+    averaged = state.get("ema", {})
+    used = ema.resolve_weights(bool(averaged), weights, f"{workdir} (step {chosen})")
+    params, norm_state = ema.generator_weights(
+        averaged, state["g_params"], state.get("g_state", {}), used
+    )
     return Colorizer(
         config.model,
-        state["g_params"],
-        state.get("g_state", {}),
+        params,
+        norm_state,
         default_render_size(config.model, config.data.image_size),
+        origin={"source_workdir": str(workdir), "source_step": chosen, "weights": used},
     )
 
 
-def _restore_chosen(checkpoints, step: int | str | None, workdir: Path) -> dict:
+def _restore_chosen(checkpoints, step: int | str | None, workdir: Path) -> tuple[int, dict]:
+    """(step, state) of the checkpoint ``step`` names."""
     from colorjax.checkpoint import DamagedCheckpointError
 
     steps = checkpoints.all_steps()
@@ -233,13 +245,13 @@ def _restore_chosen(checkpoints, step: int | str | None, workdir: Path) -> dict:
         note = restored.fallback_note("using")
         if note:
             warnings.warn(f"{workdir}: {note}", stacklevel=3)
-        return restored.state
+        return restored.step, restored.state
     if not str(step).isdigit():
         raise ValueError(f"checkpoint step must be a number, 'best' or 'latest', got {step!r}")
     if int(step) not in steps:
         raise ValueError(f"{workdir} has no checkpoint at step {step}; saved steps: {steps}")
     try:
-        return checkpoints.restore(step=int(step))
+        return int(step), checkpoints.restore(step=int(step))
     except DamagedCheckpointError as err:
         raise DamagedCheckpointError(
             f"{err}; saved steps: {steps} ('latest' or 'best' pass over damaged checkpoints)"

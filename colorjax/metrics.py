@@ -4,6 +4,16 @@ PSNR and SSIM compare a colorized image with the ground truth (both share the gr
 when they come from this codebase); colorfulness is Hasler & Susstrunk (2003) on 0-255 sRGB:
 rg = R - G, yb = (R + G) / 2 - B, M = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2),
 with signed (not absolute) opponent values, so a gray image scores exactly 0.
+
+Two metrics see the failures of GAN colorizers, both in CIE Lab (D65), chroma = sqrt(a^2 + b^2):
+
+- ``tint``: mean chroma of the output where the ground truth is neutral (chroma below
+  ``NEUTRAL_CHROMA``: white, gray and black areas), the pink-on-white failure. Lower is better;
+  the gray image scores 0 and the ground truth scores its own (small) value. An image without
+  neutral pixels has nothing to measure: ``nan``, which ``mean_metrics`` leaves out.
+- ``blob``: fraction of pixels whose output chroma is at least ``BLOB_CHROMA_EXCESS`` above the
+  truth's and whose ab is more than ``BLOB_AB_DISTANCE`` from the truth's: spurious patches of
+  colour. Lower is better; the gray image and the ground truth score 0.
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ from skimage.metrics import structural_similarity
 
 AB_RANGE = 110.0
 HISTOGRAM_BINS = 32
+NEUTRAL_CHROMA = 5.0  # tint: ground-truth pixels below this chroma are neutral
+BLOB_CHROMA_EXCESS = 20.0  # blob: output chroma at least this much above the truth's ...
+BLOB_AB_DISTANCE = 30.0  # ... and ab more than this far from the truth's
 
 
 def psnr(prediction: np.ndarray, target: np.ndarray) -> float:
@@ -55,16 +68,43 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return skcolor.rgb2lab(np.clip(np.asarray(rgb, np.float64), 0.0, 1.0))
 
 
+def _chroma(lab: np.ndarray) -> np.ndarray:
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
 def mean_chroma(rgb: np.ndarray) -> float:
     """Mean CIE Lab chroma sqrt(a^2 + b^2)."""
-    lab = _lab(rgb)
-    return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
+    return float(np.mean(_chroma(_lab(rgb))))
 
 
 def chroma_ratio(prediction: np.ndarray, target: np.ndarray) -> float:
     """Mean chroma of the prediction over that of the ground truth (1 = as saturated)."""
     reference = mean_chroma(target)
     return mean_chroma(prediction) / reference if reference > 0 else math.nan
+
+
+def _tint_of_lab(prediction: np.ndarray, target: np.ndarray) -> float:
+    neutral = _chroma(target) < NEUTRAL_CHROMA
+    return float(np.mean(_chroma(prediction)[neutral])) if neutral.any() else math.nan
+
+
+def _blob_of_lab(prediction: np.ndarray, target: np.ndarray) -> float:
+    excess = _chroma(prediction) - _chroma(target) >= BLOB_CHROMA_EXCESS
+    difference = prediction[..., 1:] - target[..., 1:]
+    off = np.hypot(difference[..., 0], difference[..., 1]) > BLOB_AB_DISTANCE
+    return float(np.mean(excess & off))
+
+
+def tint(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Mean chroma of ``prediction`` where ``target`` is neutral; ``nan`` if it has no neutral
+    pixel (module docstring)."""
+    return _tint_of_lab(_lab(prediction), _lab(target))
+
+
+def blob(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Fraction of pixels painted far more colourful than ``target`` and off its ab (module
+    docstring)."""
+    return _blob_of_lab(_lab(prediction), _lab(target))
 
 
 def ab_histogram(rgb: np.ndarray, bins: int = HISTOGRAM_BINS) -> np.ndarray:
@@ -98,6 +138,7 @@ def mean_ab(rgb: np.ndarray) -> tuple[float, float]:
 def image_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Every metric of one colorized image against its ground truth."""
     mean_a, mean_b = mean_ab(prediction)
+    lab_prediction, lab_target = _lab(prediction), _lab(target)
     return {
         "psnr": psnr(prediction, target),
         "ssim": ssim(prediction, target),
@@ -107,19 +148,32 @@ def image_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, float
         "ciede2000": ciede2000(prediction, target),
         "mean_a": mean_a,
         "mean_b": mean_b,
+        "tint": _tint_of_lab(lab_prediction, lab_target),
+        "blob": _blob_of_lab(lab_prediction, lab_target),
     }
 
 
 def quick_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """The cheap metrics used for validation during training."""
-    return {"psnr": psnr(prediction, target), "colorfulness": colorfulness(prediction)}
+    lab_prediction, lab_target = _lab(prediction), _lab(target)
+    return {
+        "psnr": psnr(prediction, target),
+        "colorfulness": colorfulness(prediction),
+        "tint": _tint_of_lab(lab_prediction, lab_target),
+        "blob": _blob_of_lab(lab_prediction, lab_target),
+    }
 
 
 def mean_metrics(per_image: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over images; PSNR's infinities (identical images) are left out."""
+    """Mean of each metric over images, leaving out PSNR's infinities (identical images) and
+    ``nan`` (nothing to measure); with no finite value: ``inf`` if any, else ``nan``."""
     keys = per_image[0].keys() if per_image else ()
     means = {}
     for key in keys:
-        values = [v[key] for v in per_image if math.isfinite(v[key])]
-        means[key] = float(np.mean(values)) if values else math.inf
+        values = [v[key] for v in per_image]
+        finite = [v for v in values if math.isfinite(v)]
+        if finite:
+            means[key] = float(np.mean(finite))
+        else:
+            means[key] = math.inf if math.inf in values else math.nan
     return means

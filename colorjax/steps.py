@@ -4,6 +4,11 @@ One step: generator forward (kept as a VJP), ``train.d_steps`` discriminator upd
 fake batch, then the generator update against the updated discriminator, its gradient pulled
 back through the saved forward pass instead of a second forward. Random keys come from
 ``fold_in(state.rng, state.step)``, so a resumed run continues on the same random stream.
+
+The remedies of a GAN in trouble are state or step variants, each off by default: the
+generator's EMA (ema.py), adaptive augmentation (ada.py), the R1 penalty on the steps that
+``regularizers.r1_due`` picks (a separate jitted variant, ``r1=True``) and skipping the
+discriminator's update while it wins (balance.py).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax import augment, color, losses, optim
+from colorjax import ada, augment, balance, color, ema, losses, optim, regularizers
 from colorjax.config import Config
 from colorjax.models import PatchDiscriminator, UNetGenerator
 
@@ -39,6 +44,9 @@ class GANState:
     d_state: Any
     d_opt: Any
     loss_scale: jax.Array  # float16 dynamic loss scale; 1 for other dtypes
+    ema: dict  # the generator's EMA weights and norm statistics (ema.py); {} when off
+    ada: dict  # ADA's augmentation probability and sign accumulator (ada.py); {} when off
+    balance: dict  # the discriminator's last accuracy on fakes, skipped updates; {} when off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +66,8 @@ class GAN:
 def build_gan(config: Config) -> GAN:
     """Networks and optimizers described by ``config``; bad choices raise clear errors now."""
     losses.check_gan_loss(config.train.gan_loss)
+    for module in (ema, regularizers, ada, balance):
+        module.check_config(config.train)
     schedule_g = optim.generator_schedule(config.train)
     schedule_d = optim.discriminator_schedule(config.train)
     return GAN(
@@ -88,7 +98,8 @@ def init_state(gan: GAN, rng: jax.Array, image_size: int) -> GANState:
     pair = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     g_params, g_state = _split_variables(gan.generator.init(key_g, gray, train=False))
     d_params, d_state = _split_variables(gan.discriminator.init(key_d, pair, train=False))
-    scale = gan.config.train.loss_scale if gan.config.model.dtype == "float16" else 1.0
+    train = gan.config.train
+    scale = train.loss_scale if gan.config.model.dtype == "float16" else 1.0
     return GANState(
         step=jnp.zeros((), jnp.int32),
         rng=key_run,
@@ -99,6 +110,9 @@ def init_state(gan: GAN, rng: jax.Array, image_size: int) -> GANState:
         d_state=d_state,
         d_opt=gan.tx_d.init(d_params),
         loss_scale=jnp.asarray(scale, jnp.float32),
+        ema=ema.init_ema(train.ema_decay, g_params, g_state),
+        ada=ada.init_ada(train),
+        balance=balance.init_balance(train),
     )
 
 
@@ -123,44 +137,129 @@ def _pair(batch_l: jax.Array, ab: jax.Array) -> jax.Array:
     return jnp.concatenate([batch_l.astype(ab.dtype), ab], axis=-1)
 
 
-def _discriminator_update(
-    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array
-) -> tuple[GANState, Metrics, jax.Array]:
-    """One discriminator update on (augmented) real and fake pairs; also whether its
-    gradient was finite (float16 skips the update otherwise)."""
-    kind, real_label = gan.config.train.gan_loss, gan.config.train.real_label
+def _augmenters(gan: GAN, state: GANState, key: jax.Array) -> tuple[Callable, Callable]:
+    """How real and fake pairs are augmented for the discriminator: ADA's own draw per image
+    with probability p, or DiffAugment's one draw for both (the identity without a policy)."""
+    if ada.enabled(gan.config.train):
+        key_real, key_fake = jax.random.split(key)
+        p = state.ada["p"]
+        return (
+            lambda x: ada.augment_images(x, key_real, p),
+            lambda x: ada.augment_images(x, key_fake, p),
+        )
+
+    def same_draw(x):
+        return augment.augment(x, key, gan.diffaug)
+
+    return same_draw, same_draw
+
+
+def _discriminator_losses(
+    gan: GAN,
+    state: GANState,
+    d_params: Any,
+    real: jax.Array,
+    fake: jax.Array,
+    key: jax.Array,
+    r1: bool,
+) -> tuple[jax.Array, dict, Metrics]:
+    """The discriminator's loss on (augmented) real and fake pairs, plus the lazy R1 penalty
+    when ``r1``; its updated norm statistics; metrics (``d_loss`` without the penalty)."""
+    train = gan.config.train
     key_aug, key_real, key_fake = jax.random.split(key, 3)
+    augment_real, augment_fake = _augmenters(gan, state, key_aug)
+    gray, real_ab = real[..., :1], real[..., 1:]
+
+    def judge_real(ab):
+        pair = augment_real(_pair(gray, ab))
+        return apply_network(
+            gan.discriminator, d_params, state.d_state, pair, train=True, rng=key_real
+        )
+
+    if r1:
+        penalty, real_logits, d_state = regularizers.r1_penalty(judge_real, real_ab)
+    else:
+        real_logits, d_state = judge_real(real_ab)
+    fake_logits, d_state = apply_network(
+        gan.discriminator, d_params, d_state, augment_fake(fake), train=True, rng=key_fake
+    )
+    kind = train.gan_loss
+    loss_real, loss_fake = losses.discriminator_loss(
+        kind, real_logits, fake_logits, train.real_label
+    )
+    acc_real, acc_fake = losses.discriminator_accuracy(kind, real_logits, fake_logits)
+    loss = losses.discriminator_total(kind, loss_real, loss_fake)
+    metrics = {
+        "d_real": loss_real,
+        "d_fake": loss_fake,
+        "d_acc_real": acc_real,
+        "d_acc_fake": acc_fake,
+        "d_sign_real": ada.real_sign(kind, real_logits),
+        "d_loss": loss,
+    }
+    if r1:
+        metrics["d_r1"] = penalty
+        loss = loss + regularizers.lazy_r1_weight(train) * penalty
+    return loss, d_state, metrics
+
+
+def _discriminator_update(
+    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array, r1: bool
+) -> tuple[GANState, Metrics, jax.Array]:
+    """One discriminator update on this step's pairs; also whether its gradient was finite
+    (float16 skips the update otherwise)."""
 
     def loss_fn(d_params):
-        real_in = augment.augment(real, key_aug, gan.diffaug)
-        fake_in = augment.augment(fake, key_aug, gan.diffaug)
-        real_logits, d_state = apply_network(
-            gan.discriminator, d_params, state.d_state, real_in, train=True, rng=key_real
-        )
-        fake_logits, d_state = apply_network(
-            gan.discriminator, d_params, d_state, fake_in, train=True, rng=key_fake
-        )
-        loss_real, loss_fake = losses.discriminator_loss(kind, real_logits, fake_logits, real_label)
-        acc_real, acc_fake = losses.discriminator_accuracy(kind, real_logits, fake_logits)
-        aux = (
-            d_state,
-            {
-                "d_real": loss_real,
-                "d_fake": loss_fake,
-                "d_acc_real": acc_real,
-                "d_acc_fake": acc_fake,
-            },
-        )
-        total = losses.discriminator_total(kind, loss_real, loss_fake)
-        return total * state.loss_scale, (total, aux)
+        loss, d_state, metrics = _discriminator_losses(gan, state, d_params, real, fake, key, r1)
+        return loss * state.loss_scale, (d_state, metrics)
 
-    (_, (loss, (d_state, metrics))), scaled = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.d_params
-    )
+    (_, (d_state, metrics)), scaled = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
     grads, finite = _unscale(scaled, state.loss_scale)
     d_params, d_opt = _optimizer_step(gan, gan.tx_d, state.d_params, state.d_opt, grads, finite)
     state = state.replace(d_params=d_params, d_state=d_state, d_opt=d_opt)
-    return state, {**metrics, "d_loss": loss, "d_grad_norm": optax.global_norm(grads)}, finite
+    return state, {**metrics, "d_grad_norm": optax.global_norm(grads)}, finite
+
+
+def _discriminator_updates(
+    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array, r1: bool
+) -> tuple[GANState, Metrics, jax.Array]:
+    """``train.d_steps`` updates on this step's pairs, with the metrics of the first."""
+    metrics: Metrics = {}
+    all_finite = jnp.array(True)
+    for i, d_key in enumerate(jax.random.split(key, gan.config.train.d_steps)):
+        state, d_metrics, finite = _discriminator_update(gan, state, real, fake, d_key, r1)
+        metrics = d_metrics if i == 0 else metrics
+        all_finite = all_finite & finite
+    return state, metrics, all_finite
+
+
+def _discriminator_measured(
+    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array, r1: bool
+) -> tuple[GANState, Metrics, jax.Array]:
+    """A skipped update: the state as it was, and the metrics its first update would report."""
+    first_key = jax.random.split(key, gan.config.train.d_steps)[0]
+    _, _, metrics = _discriminator_losses(gan, state, state.d_params, real, fake, first_key, r1)
+    return state, {**metrics, "d_grad_norm": jnp.zeros((), jnp.float32)}, jnp.array(True)
+
+
+def _train_discriminator(
+    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array, r1: bool
+) -> tuple[GANState, Metrics, jax.Array]:
+    """The discriminator's part of a GAN step, skipped while it wins (balance.py)."""
+    train = gan.config.train
+    if not state.balance:
+        return _discriminator_updates(gan, state, real, fake, key, r1)
+    skipped = balance.skip_discriminator(state.balance, train.d_skip_above)
+    state, metrics, finite = jax.lax.cond(
+        skipped,
+        lambda s: _discriminator_measured(gan, s, real, fake, key, r1),
+        lambda s: _discriminator_updates(gan, s, real, fake, key, r1),
+        state,
+    )
+    counts = balance.update_balance(state.balance, skipped, metrics["d_acc_fake"])
+    gan_steps = state.step - train.pretrain_steps + 1
+    metrics = {**metrics, **balance.skip_metrics(counts, skipped, gan_steps)}
+    return state.replace(balance=counts), metrics, finite
 
 
 def _generator_loss(
@@ -169,12 +268,13 @@ def _generator_loss(
     """Loss of the generator as a function of its output (for the pulled-back gradient)."""
     train = gan.config.train
     key_aug, key_drop = jax.random.split(key)
+    _, augment_fake = _augmenters(gan, state, key_aug)
 
     def loss_fn(fake):
         l1 = losses.l1_loss(fake, target)
         if not adversarial:
             return l1, {"g_l1": l1}
-        fake_in = augment.augment(_pair(gray, fake), key_aug, gan.diffaug)
+        fake_in = augment_fake(_pair(gray, fake))
         logits, _ = apply_network(
             gan.discriminator, state.d_params, state.d_state, fake_in, train=True, rng=key_drop
         )
@@ -221,9 +321,10 @@ def _next_loss_scale(gan: GAN, scale: jax.Array, finite: jax.Array, step: jax.Ar
 
 
 def train_step(
-    gan: GAN, state: GANState, batch: Batch, *, adversarial: bool = True
+    gan: GAN, state: GANState, batch: Batch, *, adversarial: bool = True, r1: bool = False
 ) -> tuple[GANState, Metrics]:
-    """One GAN step (or, with ``adversarial=False``, one L1-only generator step)."""
+    """One GAN step (or, with ``adversarial=False``, one L1-only generator step); ``r1`` adds
+    the lazy R1 penalty to the discriminator's loss."""
     key = jax.random.fold_in(state.rng, state.step)
     key_g, key_d, key_loss = jax.random.split(key, 3)
     gray, target = color.rgb8_to_network(batch["rgb"])
@@ -238,12 +339,9 @@ def train_step(
     if adversarial:
         real_pair = _pair(gray, target.astype(fake.dtype))
         fake_pair = _pair(gray, jax.lax.stop_gradient(fake))
-        for i, d_key in enumerate(jax.random.split(key_d, gan.config.train.d_steps)):
-            state, d_metrics, d_finite = _discriminator_update(
-                gan, state, real_pair, fake_pair, d_key
-            )
-            metrics = d_metrics if i == 0 else metrics
-            all_finite = all_finite & d_finite
+        state, metrics, all_finite = _train_discriminator(
+            gan, state, real_pair, fake_pair, key_d, r1
+        )
     loss_fn = _generator_loss(gan, state, gray, target, key_loss, adversarial)
     (g_loss, g_metrics), grad_fake = jax.value_and_grad(loss_fn, has_aux=True)(fake)
     scale = state.loss_scale
@@ -251,6 +349,7 @@ def train_step(
     grads, finite = _unscale(scaled, scale)
     g_params, g_opt = _optimizer_step(gan, gan.tx_g, state.g_params, state.g_opt, grads, finite)
     state = state.replace(g_params=g_params, g_opt=g_opt)
+    state = state.replace(ema=_next_ema(gan, state))
     all_finite = all_finite & finite
     d_updates = jnp.maximum(state.step - gan.config.train.pretrain_steps, 0)
     metrics = {
@@ -263,19 +362,40 @@ def train_step(
         "g_param_norm": optax.global_norm(state.g_params),
         "loss_scale": scale,
     }
+    if adversarial and state.ada:
+        metrics["ada_p"] = state.ada["p"]
+        state = state.replace(ada=_next_ada(gan, state, metrics["d_sign_real"]))
     state = state.replace(
         step=state.step + 1, loss_scale=_next_loss_scale(gan, scale, all_finite, state.step)
     )
     return state, metrics
 
 
+def _next_ema(gan: GAN, state: GANState) -> dict:
+    """The EMA after the generator update of ``state.step``."""
+    train = gan.config.train
+    return ema.update_ema(
+        state.ema,
+        state.g_params,
+        state.g_state,
+        state.step,
+        decay=train.ema_decay,
+        start=train.ema_start,
+    )
+
+
+def _next_ada(gan: GAN, state: GANState, sign: jax.Array) -> dict:
+    """ADA's state after a GAN step whose real logits had mean sign ``sign``."""
+    return ada.update_ada(state.ada, sign, gan.config.train, gan.config.data.batch_size)
+
+
 def make_train_step(
-    gan: GAN, *, adversarial: bool = True, donate: bool = True, **jit_kwargs
+    gan: GAN, *, adversarial: bool = True, r1: bool = False, donate: bool = True, **jit_kwargs
 ) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
     """``train_step`` bound to ``gan``, jitted with the state donated."""
 
     def step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
-        return train_step(gan, state, batch, adversarial=adversarial)
+        return train_step(gan, state, batch, adversarial=adversarial, r1=r1)
 
     return jax.jit(step, donate_argnums=(0,) if donate else (), **jit_kwargs)
 

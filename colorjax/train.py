@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from colorjax import color, data, hostmem, metrics, parallel, steps
+from colorjax import color, data, ema, hostmem, metrics, parallel, regularizers, steps
 from colorjax.checkpoint import Checkpoints
 from colorjax.config import Config, ConfigError, differing_keys, load_json, save_json
 from colorjax.lock import WorkdirLock
@@ -39,6 +39,8 @@ ARCHITECTURE_KEYS = (
     "disc.num_groups",
     "disc.spectral",
 )
+# Fields whose switching on or off (0 <-> non-zero) changes what the train state holds.
+STATE_SWITCHES = ("train.ema_decay", "train.ada_target", "train.d_skip_above")
 SAMPLE_ROWS = 8
 
 
@@ -60,7 +62,8 @@ class Validation:
 def reconcile_config(config: Config, workdir: Path, has_checkpoint: bool) -> list[str]:
     """Check ``config`` against the one a resumed run was trained with; write ``config.json``.
 
-    Returns the changed (allowed) keys; a changed architecture is a ConfigError naming fields.
+    Returns the changed (allowed) keys; a changed architecture, or a state knob switched on or
+    off, is a ConfigError naming the fields.
     """
     path = workdir / "config.json"
     changed: list[str] = []
@@ -68,14 +71,20 @@ def reconcile_config(config: Config, workdir: Path, has_checkpoint: bool) -> lis
         previous = load_json(path)
         changed = differing_keys(previous, config)
         arch = [k for k in changed if k in ARCHITECTURE_KEYS]
-        if arch:
-            details = ", ".join(
-                f"{k} (was {_get(previous, k)!r}, now {_get(config, k)!r})" for k in arch
-            )
-            raise ConfigError(
-                f"{workdir} holds a run with a different model shape: {details}. "
-                "Use another --workdir or the original settings."
-            )
+        switched = [
+            k
+            for k in changed
+            if k in STATE_SWITCHES and bool(_get(previous, k)) != bool(_get(config, k))
+        ]
+        for keys, what in ((arch, "model shape"), (switched, "train state (a knob on or off)")):
+            if keys:
+                details = ", ".join(
+                    f"{k} (was {_get(previous, k)!r}, now {_get(config, k)!r})" for k in keys
+                )
+                raise ConfigError(
+                    f"{workdir} holds a run with a different {what}: {details}. "
+                    "Use another --workdir or the original settings."
+                )
     if jax.process_index() == 0:
         save_json(config, path)
     return changed
@@ -116,9 +125,10 @@ def load_validation(config: Config) -> Validation:
 
 
 def validate(generate, state: steps.GANState, validation: Validation) -> tuple[np.ndarray, dict]:
-    """Colorize the validation set; return the RGB outputs and the mean ``quick_metrics``
-    (per source too for a mix, ``source_means``)."""
-    ab = np.asarray(generate(state.g_params, state.g_state, validation.gray))
+    """Colorize the validation set (with the EMA weights if the run keeps some); return the RGB
+    outputs and the mean ``quick_metrics`` (per source too for a mix, ``source_means``)."""
+    params, norm_state = ema.generator_weights(state.ema, state.g_params, state.g_state)
+    ab = np.asarray(generate(params, norm_state, validation.gray))
     rgb = np.asarray(color.network_to_rgb(validation.gray, ab))
     per_image = [metrics.quick_metrics(p, r) for p, r in zip(rgb, validation.real_rgb, strict=True)]
     return rgb, source_means(per_image, validation.sources)
@@ -252,11 +262,11 @@ class _Loop:
         self.validation, self.generate = validation, generate
         state_sharding = parallel.replicated(mesh)
         jit_kwargs = {"out_shardings": (state_sharding, state_sharding)}
-        self.pretrain_step, self.gan_step = (
+        self.pretrain_step, self.gan_step, self.gan_r1_step = (
             hostmem.release_after_first_call(
-                steps.make_train_step(gan, adversarial=adversarial, **jit_kwargs)
+                steps.make_train_step(gan, adversarial=adversarial, r1=r1, **jit_kwargs)
             )
-            for adversarial in (False, True)
+            for adversarial, r1 in ((False, False), (True, False), (True, True))
         )
         self.pending: list[tuple[int, dict]] = []
         self.last_metrics: dict[str, float] = {}
@@ -305,14 +315,13 @@ class _Loop:
         self.checkpoints.save(step, state, self.config, values)
 
     def run(self, state: steps.GANState, start: int, end: int):
-        log, pretrain = self.config.log, self.config.train.pretrain_steps
+        log = self.config.log
         step, values = start, None
         with _StopSignals() as stop:
             batches = self.batches(start)
             while step < end and stop.received is None:
                 batch = next(batches)
-                train_step = self.pretrain_step if step < pretrain else self.gan_step
-                state, step_metrics = train_step(state, batch)
+                state, step_metrics = self.step_function(step)(state, batch)
                 step += 1
                 self.pending.append((step, step_metrics))
                 if step % log.every == 0:
@@ -334,6 +343,12 @@ class _Loop:
             "train": self.last_metrics,
         }
         return state, summary
+
+    def step_function(self, step: int):
+        """The jitted step for the step with index ``step``: L1 pre-training, GAN, GAN + R1."""
+        if step < self.config.train.pretrain_steps:
+            return self.pretrain_step
+        return self.gan_r1_step if regularizers.r1_due(self.config.train, step) else self.gan_step
 
     def _periodic(self, state: steps.GANState, step: int) -> dict[str, float] | None:
         """Samples and validation when due; a checkpoint when due (with the metrics if any)."""

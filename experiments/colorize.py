@@ -40,21 +40,35 @@ def expand_inputs(patterns: Sequence[str]) -> list[tuple[Path, Path]]:
     return found
 
 
+def add_weights_arg(parser: argparse.ArgumentParser) -> None:
+    """``--weights ema|raw``: which weights of a training workdir to use."""
+    parser.add_argument(
+        "--weights",
+        choices=("ema", "raw"),
+        help="weights of --workdir: the EMA (default when the run keeps one) or the raw ones",
+    )
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """``--workdir`` or ``--model`` (else the shipped model), and ``--step``: what
+    """``--workdir`` or ``--model`` (else the shipped model), ``--step`` and ``--weights``: what
     ``load_colorizer`` takes."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--workdir", help="training run directory")
     source.add_argument("--model", help="exported model folder (experiments.export)")
     parser.add_argument("--step", help="checkpoint of --workdir: a step, 'best' or 'latest'")
+    add_weights_arg(parser)
 
 
-def load_colorizer(workdir: str | None, model: str | None, step: str | None):
+def load_colorizer(
+    workdir: str | None, model: str | None, step: str | None, weights: str | None = None
+):
     """The generator from a training workdir, an exported model folder, or the shipped one."""
     from colorjax import inference
 
+    if weights and not workdir:
+        raise ValueError("--weights selects among a --workdir run's weights; give --workdir")
     if workdir:
-        return inference.load_workdir(workdir, step)
+        return inference.load_workdir(workdir, step, weights)
     if model:
         return inference.load_bundle(model)
     if not SHIPPED_WEIGHTS.is_dir():
@@ -94,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from colorjax import imageio, viz
 
-    colorizer = load_colorizer(args.workdir, args.model, args.step)
+    colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights)
     todo, problems = plan_outputs(expand_inputs(args.inputs), Path(args.out), args.overwrite)
     written = 0
     for path, target in tqdm(todo, unit="image", disable=len(todo) < 2):

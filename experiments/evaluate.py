@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.colorize import add_weights_arg, load_colorizer
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from colorjax.config import DataConfig
@@ -45,6 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model", action="append", default=[], help="exported model folder (repeatable)"
     )
     parser.add_argument("--step", help="checkpoint of every --workdir: a step, 'best' or 'latest'")
+    add_weights_arg(parser)
     parser.add_argument(
         "--name",
         action="append",
@@ -91,13 +94,13 @@ def load_methods(
     models: Sequence[str],
     step: str | None,
     names: Sequence[str] = (),
+    weights: str | None = None,
 ) -> dict:
     """{name: Colorizer} of the workdirs then the model folders, named by ``names`` or by
-    folder."""
+    folder; ``step`` and ``weights`` apply to every workdir."""
     from colorjax.evaluation import method_names
-    from experiments.colorize import load_colorizer
 
-    colorizers = [load_colorizer(w, None, step) for w in workdirs]
+    colorizers = [load_colorizer(w, None, step, weights) for w in workdirs]
     colorizers += [load_colorizer(None, m, None) for m in models]
     return dict(zip(method_names(names or [*workdirs, *models]), colorizers, strict=True))
 
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from colorjax import evaluation
 
     try:
-        methods = load_methods(args.workdir, args.model, args.step, args.name)
+        methods = load_methods(args.workdir, args.model, args.step, args.name, args.weights)
         images = evaluation.eval_images(
             args.data,
             split=args.split,

@@ -36,15 +36,50 @@ def _params(workdir: Path, config) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(restored)]
 
 
-def test_resume_continues_exactly(tiny_config, tmp_path):
+def _assert_resume_is_exact(config, tmp_path) -> None:
+    """2N steps straight and N + restart + N leave identical checkpoints."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    summary = train_and_evaluate(tiny_config, straight)
-    assert summary["step"] == tiny_config.train.steps
-    half = tiny_config.train.steps // 2
-    assert train_and_evaluate(tiny_config, resumed, stop_at=half)["step"] == half
-    assert train_and_evaluate(tiny_config, resumed)["step"] == tiny_config.train.steps
-    for a, b in zip(_params(straight, tiny_config), _params(resumed, tiny_config), strict=True):
+    summary = train_and_evaluate(config, straight)
+    assert summary["step"] == config.train.steps
+    half = config.train.steps // 2
+    assert train_and_evaluate(config, resumed, stop_at=half)["step"] == half
+    assert train_and_evaluate(config, resumed)["step"] == config.train.steps
+    for a, b in zip(_params(straight, config), _params(resumed, config), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    _assert_resume_is_exact(tiny_config, tmp_path)
+
+
+def test_resume_continues_exactly_with_every_knob_on(tiny_config, tmp_path):
+    knobs = [
+        "train.ema_decay=0.5",
+        "train.ema_start=3",
+        "train.r1_weight=1",
+        "train.r1_every=2",
+        "train.ada_target=0.3",
+        "train.ada_interval=1",
+        "train.ada_images=40",
+        "train.d_skip_above=0.3",
+    ]
+    config = apply_overrides(tiny_config, knobs)
+    _assert_resume_is_exact(config, tmp_path)
+    checkpoints = Checkpoints(tmp_path / "resumed" / "checkpoints", config.ckpt)
+    state = checkpoints.restore()
+    checkpoints.close()
+    assert set(state["ada"]) == {"p", "sign_sum", "count"} and set(state["balance"])
+    averaged, raw = (jax.tree.leaves(t)[0] for t in (state["ema"]["params"], state["g_params"]))
+    assert not np.array_equal(averaged, raw)
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    ]
+    train = [r for r in records if r["split"] == "train" and "g_adv" in r]
+    assert {"ada_p", "d_skip_fraction"} <= set(train[0])
+    assert [r["step"] for r in train if "d_r1" in r] == [3, 5]  # step indices 2 and 4
+    with pytest.raises(ConfigError, match=r"train\.ema_decay \(was 0\.5, now 0\.0\)"):
+        train_and_evaluate(apply_overrides(config, ["train.ema_decay=0"]), tmp_path / "resumed")
 
 
 def test_run_leaves_samples_metrics_and_config(tiny_config, tmp_path):
@@ -57,7 +92,10 @@ def test_run_leaves_samples_metrics_and_config(tiny_config, tmp_path):
     assert any(r["split"] == "val" and "psnr" in r for r in records)
     assert json.loads((tmp_path / "config.json").read_text())["model"]["features"] == 4
     assert any((tmp_path / "tensorboard").iterdir())
-    assert set(summary["gray_baseline"]) == {"psnr", "colorfulness"}
+    assert set(summary["gray_baseline"]) == {"psnr", "colorfulness", "tint", "blob"}
+    assert summary["gray_baseline"]["blob"] == 0.0 and set(summary["val"]) == set(
+        summary["gray_baseline"]
+    )
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_config, tmp_path):

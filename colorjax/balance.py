@@ -1,0 +1,52 @@
+"""Adaptive balance of the two networks: skip the discriminator's update while it is winning.
+
+With ``train.d_skip_above`` > 0 the state carries ``{"acc_fake", "skipped"}``: the
+discriminator's accuracy on the fakes of the last GAN step (measured before its update, on what
+it saw) and the number of skipped updates. A step whose last measured accuracy is above the
+threshold leaves the discriminator (weights, norm statistics, optimizer) as it was and only
+measures it; the run logs ``d_skipped`` (this step) and ``d_skip_fraction`` (of all GAN steps
+so far). With the balance off the state carries ``{}``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from colorjax.config import ConfigError, TrainConfig
+
+
+def check_config(train: TrainConfig) -> None:
+    """Raise a ConfigError naming the field if ``train.d_skip_above`` is out of range."""
+    if not 0.0 <= train.d_skip_above < 1.0:
+        raise ConfigError(
+            f"train.d_skip_above must be in [0, 1) (0 = off), got {train.d_skip_above}"
+        )
+
+
+def init_balance(train: TrainConfig) -> dict:
+    """No measurement yet (so the first GAN step updates), or ``{}`` when the balance is off."""
+    if train.d_skip_above <= 0:
+        return {}
+    return {"acc_fake": jnp.zeros((), jnp.float32), "skipped": jnp.zeros((), jnp.int32)}
+
+
+def skip_discriminator(balance: dict, threshold: float) -> jax.Array:
+    """Whether this step leaves the discriminator alone."""
+    return balance["acc_fake"] > threshold
+
+
+def update_balance(balance: dict, skipped: jax.Array, acc_fake: jax.Array) -> dict:
+    """Count a skipped update and remember this step's accuracy on fakes."""
+    return {
+        "acc_fake": acc_fake.astype(jnp.float32),
+        "skipped": balance["skipped"] + skipped.astype(jnp.int32),
+    }
+
+
+def skip_metrics(balance: dict, skipped: jax.Array, gan_steps: jax.Array) -> dict[str, jax.Array]:
+    """``d_skipped`` of this step and ``d_skip_fraction`` over ``gan_steps`` steps (with it)."""
+    return {
+        "d_skipped": skipped.astype(jnp.float32),
+        "d_skip_fraction": balance["skipped"] / jnp.maximum(gan_steps, 1),
+    }
