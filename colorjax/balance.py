@@ -3,9 +3,10 @@
 With ``train.d_skip_above`` > 0 the state carries ``{"acc_fake", "skipped"}``: the
 discriminator's accuracy on the fakes of the last GAN step (measured before its update, on what
 it saw) and the number of skipped updates. A step whose last measured accuracy is above the
-threshold leaves the discriminator (weights, norm statistics, optimizer) as it was and only
-measures it; the run logs ``d_skipped`` (this step) and ``d_skip_fraction`` (of all GAN steps
-so far). With the balance off the state carries ``{}``.
+threshold leaves the discriminator (weights, norm statistics, optimizer) as it was; its
+losses, accuracies and gradient norm are still measured and logged. The run logs ``d_skipped``
+(this step) and ``d_skip_fraction`` (of all GAN steps so far). With the balance off the state
+carries ``{}``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from colorjax.models import PatchDiscriminator, UNetGenerator
 
 Batch = dict[str, jax.Array]  # {"rgb": uint8 [B, H, W, 3]}, as the pipeline yields it
 Metrics = dict[str, jax.Array]
+DISCRIMINATOR_PARTS = ("d_params", "d_state", "d_opt")  # what a skipped D update keeps
 
 
 @flax.struct.dataclass
@@ -233,33 +234,23 @@ def _discriminator_updates(
     return state, metrics, all_finite
 
 
-def _discriminator_measured(
-    gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array, r1: bool
-) -> tuple[GANState, Metrics, jax.Array]:
-    """A skipped update: the state as it was, and the metrics its first update would report."""
-    first_key = jax.random.split(key, gan.config.train.d_steps)[0]
-    _, _, metrics = _discriminator_losses(gan, state, state.d_params, real, fake, first_key, r1)
-    return state, {**metrics, "d_grad_norm": jnp.zeros((), jnp.float32)}, jnp.array(True)
-
-
 def _train_discriminator(
     gan: GAN, state: GANState, real: jax.Array, fake: jax.Array, key: jax.Array, r1: bool
 ) -> tuple[GANState, Metrics, jax.Array]:
-    """The discriminator's part of a GAN step, skipped while it wins (balance.py)."""
+    """The discriminator's part of a GAN step, skipped while it wins (balance.py).
+
+    A skipped update is computed and discarded rather than branched around: on CPU the
+    update inside a ``lax.cond`` ran 5x slower (demo preset: 467 against 85 ms a step)."""
     train = gan.config.train
+    updated, metrics, finite = _discriminator_updates(gan, state, real, fake, key, r1)
     if not state.balance:
-        return _discriminator_updates(gan, state, real, fake, key, r1)
+        return updated, metrics, finite
     skipped = balance.skip_discriminator(state.balance, train.d_skip_above)
-    state, metrics, finite = jax.lax.cond(
-        skipped,
-        lambda s: _discriminator_measured(gan, s, real, fake, key, r1),
-        lambda s: _discriminator_updates(gan, s, real, fake, key, r1),
-        state,
-    )
+    kept = {k: _where(skipped, getattr(state, k), getattr(updated, k)) for k in DISCRIMINATOR_PARTS}
     counts = balance.update_balance(state.balance, skipped, metrics["d_acc_fake"])
     gan_steps = state.step - train.pretrain_steps + 1
     metrics = {**metrics, **balance.skip_metrics(counts, skipped, gan_steps)}
-    return state.replace(balance=counts), metrics, finite
+    return updated.replace(balance=counts, **kept), metrics, finite
 
 
 def _generator_loss(

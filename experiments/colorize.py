@@ -108,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from colorjax import imageio, viz
 
-    colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights)
+    try:
+        colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
     todo, problems = plan_outputs(expand_inputs(args.inputs), Path(args.out), args.overwrite)
     written = 0
     for path, target in tqdm(todo, unit="image", disable=len(todo) < 2):

@@ -35,7 +35,7 @@ def test_a_winning_discriminator_is_left_alone_and_the_skips_are_counted(tiny_co
     assert not _unchanged(skipped.g_params, winning.g_params)
     assert float(metrics["d_skipped"]) == 1.0 and int(skipped.balance["skipped"]) == 1
     assert float(metrics["d_skip_fraction"]) == pytest.approx(0.5)  # 1 of 2 GAN steps
-    assert np.isfinite(float(metrics["d_loss"])) and float(metrics["d_grad_norm"]) == 0.0
+    assert np.isfinite(float(metrics["d_loss"]))  # still measured
 
 
 def test_balance_off_keeps_no_state_and_the_threshold_is_checked(tiny_config):

@@ -111,6 +111,7 @@ def test_gray_baseline_has_no_colour(results):
     truth = results["ground_truth"]["colorfulness"]
     assert gray["colorfulness_diff"] == pytest.approx(gray["colorfulness"] - truth)
     assert 10 < gray["psnr"] < 60 and 0 < gray["ssim"] <= 1
+    assert gray["tint"] < 0.01 and gray["blob"] == 0.0
 
 
 def test_a_perfect_method_scores_perfectly_and_infinities_are_handled(results, tmp_path):
@@ -119,6 +120,8 @@ def test_a_perfect_method_scores_perfectly_and_infinities_are_handled(results, t
     assert perfect["psnr"] == math.inf  # means leave infinities out: none finite is inf
     assert perfect["ciede2000"] == pytest.approx(0.0, abs=1e-9)
     assert perfect["ab_hist_intersection"] == pytest.approx(1.0)
+    assert perfect["blob"] == 0.0 and results["ground_truth"]["tint"] > 0
+    assert perfect["tint"] == pytest.approx(results["ground_truth"]["tint"])  # its own tint
     assert perfect["chroma_ratio"] == pytest.approx(1.0)
     assert perfect["colorfulness_diff"] == pytest.approx(0.0)
     paths = evaluation.write_report(results, tmp_path / "report" / "results.json", None)
