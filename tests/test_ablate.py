@@ -265,7 +265,7 @@ def test_report_tables_and_plots_from_fake_cells(tiny_config, tmp_path):
     assert "| **10.500 ± 0.707** |" in table["| batch"]  # ciede2000: lower is better
     assert table["| group"].startswith("| group | spectral | 1/2 | **23.000** |")
     assert table["| gray baseline"].startswith("| gray baseline |  |  | 20.000 |")
-    assert "↓ lower is better (ciede2000)" in markdown
+    assert "↓ lower is better (ciede2000, tint, blob)" in markdown
     assert (
         "- `model.norm=group__disc.norm=spectral__seed=1`: failed — training: NonFiniteLossError"
         in (markdown)
