@@ -207,7 +207,8 @@ def test_validation_reports_each_source_and_the_mean_of_the_sources(tiny_config,
     def generate(params, state, gray):
         return np.full((*gray.shape[:-1], 2), params, np.float32)
 
-    _, values = validate(generate, SimpleNamespace(g_params=0.2, g_state=None), validation)
+    state = SimpleNamespace(g_params=0.2, g_state=None, ema={})
+    _, values = validate(generate, state, validation)
     colorized = np.asarray(
         color.network_to_rgb(validation.gray, generate(0.2, None, validation.gray))
     )
