@@ -47,7 +47,9 @@ class ModelConfig:
     dropout: float = 0.5
     dropout_blocks: int = 3  # innermost decoder blocks that use dropout
     upsample: str = "transpose"  # transpose | resize_conv | subpixel
-    out_channels: int = 2
+    out_channels: int = 2  # regression head
+    head: str = "regression"  # regression (a*b*, L1) | classification (colour bins, see heads.py)
+    temperature: float = 0.38  # classification: annealed-mean decoding, lower = more vivid
     init_std: float = 0.02
     dtype: str = "float32"  # compute dtype: float32 | bfloat16 | float16
     conv_impl: str = "auto"  # convolution implementation, see colorjax/models/conv.py
@@ -74,7 +76,9 @@ class TrainConfig:
     steps: int = 20000
     seed: int = 0
     gan_loss: str = "vanilla"  # vanilla | lsgan | hinge
-    l1_weight: float = 100.0
+    l1_weight: float = 100.0  # regression head: weight of L1 beside the adversarial loss
+    ce_weight: float = 1.0  # classification head: weight of the cross-entropy beside it
+    prior_mix: float = 0.5  # classification: uniform share of the rebalancing prior (1 = off)
     real_label: float = 1.0  # one-sided label smoothing: target for real (1.0 = off)
     pretrain_steps: int = 0  # L1-only generator steps before the GAN phase
     lr_g: float = 2e-4

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from colorjax import color, ema, imageio
+from colorjax import color, ema, heads, imageio
 from colorjax.config import ModelConfig, from_dict
-from colorjax.models import UNetGenerator
+from colorjax.models.unet import generator_from_config
 from colorjax.steps import make_generate
 
 BUNDLE_CONFIG = "generator.json"
@@ -35,17 +35,34 @@ RENDER_SCALE = 2  # default render size: this many times the training size
 @dataclasses.dataclass
 class Colorizer:
     """A generator ready to colorize: its module, variables and default render size; ``origin``
-    says where the weights came from (``load_workdir``: workdir, step, "ema" or "raw")."""
+    says where the weights came from (``load_workdir``: workdir, step, "ema" or "raw"), ``bins``
+    are the classification head's colour-bin centres (None: derived, ``colorbins``)."""
 
     model: ModelConfig
     params: Any
     state: dict
     render_size: int
     origin: dict = dataclasses.field(default_factory=dict)
+    bins: np.ndarray | None = None
 
     def __post_init__(self):
-        self.generator = UNetGenerator(**dataclasses.asdict(self.model))
-        self._generate = make_generate(self.generator)
+        self.generator = generator_from_config(self.model)
+        self.head = heads.ChromaHead(
+            self.model.head,
+            depth=self.model.depth,
+            temperature=self.model.temperature,
+            centers=self.bins,
+        )
+        self._generate = make_generate(self.generator, self.head)
+
+    def with_temperature(self, temperature: float | None) -> Colorizer:
+        """This colorizer decoding at ``temperature`` (classification head; None: unchanged)."""
+        if temperature is None or temperature == self.model.temperature:
+            return self
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        model = dataclasses.replace(self.model, temperature=float(temperature))
+        return dataclasses.replace(self, model=model)
 
     @property
     def multiple(self) -> int:
@@ -274,6 +291,8 @@ def export_bundle(
         "storage_dtype": dtype,
         **(metadata or {}),
     }
+    if colorizer.head.classification:
+        description["bins"] = np.asarray(colorizer.head.centers).tolist()
     (out / BUNDLE_CONFIG).write_text(json.dumps(description, indent=2) + "\n")
     return out
 
@@ -290,4 +309,5 @@ def load_bundle(path: str | Path) -> Colorizer:
     variables = flax.serialization.msgpack_restore((path / BUNDLE_WEIGHTS).read_bytes())
     variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), variables)
     params = variables.pop("params")
-    return Colorizer(model, params, variables, int(description["render_size"]))
+    bins = np.asarray(description["bins"], np.float32) if "bins" in description else None
+    return Colorizer(model, params, variables, int(description["render_size"]), bins)

@@ -21,11 +21,13 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from colorjax import ada, augment, balance, color, ema, losses, optim, regularizers
+from colorjax import ada, augment, balance, color, ema, heads, losses, optim, regularizers
 from colorjax.config import Config
-from colorjax.models import PatchDiscriminator, UNetGenerator
+from colorjax.models import PatchDiscriminator
+from colorjax.models.unet import generator_from_config
 
 Batch = dict[str, jax.Array]  # {"rgb": uint8 [B, H, W, 3]}, as the pipeline yields it
 Metrics = dict[str, jax.Array]
@@ -56,6 +58,7 @@ class GAN:
 
     config: Config
     generator: nn.Module
+    head: heads.ChromaHead
     discriminator: nn.Module
     schedule_g: optax.Schedule
     schedule_d: optax.Schedule
@@ -64,8 +67,12 @@ class GAN:
     diffaug: tuple[str, ...]
 
 
-def build_gan(config: Config) -> GAN:
-    """Networks and optimizers described by ``config``; bad choices raise clear errors now."""
+def build_gan(config: Config, class_weights: np.ndarray | None = None) -> GAN:
+    """Networks and optimizers described by ``config``; bad choices raise clear errors now.
+
+    ``class_weights`` [Q]: the classification head's rebalancing weights (``colorjax.binprior``);
+    None weighs every colour bin alike.
+    """
     losses.check_gan_loss(config.train.gan_loss)
     for module in (ema, regularizers, ada, balance):
         module.check_config(config.train)
@@ -73,7 +80,8 @@ def build_gan(config: Config) -> GAN:
     schedule_d = optim.discriminator_schedule(config.train)
     return GAN(
         config=config,
-        generator=UNetGenerator(**dataclasses.asdict(config.model)),
+        generator=generator_from_config(config.model),
+        head=make_head(config, class_weights),
         discriminator=PatchDiscriminator(
             **dataclasses.asdict(config.disc),
             dtype=config.model.dtype,
@@ -84,6 +92,16 @@ def build_gan(config: Config) -> GAN:
         tx_g=optim.make_optimizer(schedule_g, config.train),
         tx_d=optim.make_optimizer(schedule_d, config.train),
         diffaug=augment.parse_policy(config.train.diffaug),
+    )
+
+
+def make_head(config: Config, class_weights: np.ndarray | None = None) -> heads.ChromaHead:
+    """The decoding and loss of ``config.model.head``."""
+    return heads.ChromaHead(
+        config.model.head,
+        depth=config.model.depth,
+        temperature=config.model.temperature,
+        class_weights=class_weights,
     )
 
 
@@ -260,17 +278,19 @@ def _generator_loss(
     train = gan.config.train
     key_aug, key_drop = jax.random.split(key)
     _, augment_fake = _augmenters(gan, state, key_aug)
+    weight = train.ce_weight if gan.head.classification else train.l1_weight
 
-    def loss_fn(fake):
-        l1 = losses.l1_loss(fake, target)
+    def loss_fn(output):
+        fake = gan.head.decode(output, *gray.shape[1:3])
+        reconstruction, metrics = gan.head.reconstruction_loss(output, fake, target)
         if not adversarial:
-            return l1, {"g_l1": l1}
-        fake_in = augment_fake(_pair(gray, fake))
+            return reconstruction, metrics
+        fake_in = augment_fake(_pair(gray, fake.astype(output.dtype)))
         logits, _ = apply_network(
             gan.discriminator, state.d_params, state.d_state, fake_in, train=True, rng=key_drop
         )
         adv = losses.generator_adversarial_loss(train.gan_loss, logits)
-        return adv + train.l1_weight * l1, {"g_adv": adv, "g_l1": l1}
+        return adv + weight * reconstruction, {**metrics, "g_adv": adv}
 
     return loss_fn
 
@@ -323,20 +343,21 @@ def train_step(
     def forward(g_params):
         return apply_network(gan.generator, g_params, state.g_state, gray, train=True, rng=key_g)
 
-    fake, pullback, g_state = jax.vjp(forward, state.g_params, has_aux=True)
+    output, pullback, g_state = jax.vjp(forward, state.g_params, has_aux=True)
     state = state.replace(g_state=g_state)
     metrics: Metrics = {}
     all_finite = jnp.array(True)
     if adversarial:
-        real_pair = _pair(gray, target.astype(fake.dtype))
-        fake_pair = _pair(gray, jax.lax.stop_gradient(fake))
+        fake = jax.lax.stop_gradient(gan.head.decode(output, *gray.shape[1:3]))
+        real_pair = _pair(gray, target.astype(output.dtype))
+        fake_pair = _pair(gray, fake.astype(output.dtype))
         state, metrics, all_finite = _train_discriminator(
             gan, state, real_pair, fake_pair, key_d, r1
         )
     loss_fn = _generator_loss(gan, state, gray, target, key_loss, adversarial)
-    (g_loss, g_metrics), grad_fake = jax.value_and_grad(loss_fn, has_aux=True)(fake)
+    (g_loss, g_metrics), grad_output = jax.value_and_grad(loss_fn, has_aux=True)(output)
     scale = state.loss_scale
-    (scaled,) = pullback((grad_fake * scale).astype(fake.dtype))
+    (scaled,) = pullback((grad_output * scale).astype(output.dtype))
     grads, finite = _unscale(scaled, scale)
     g_params, g_opt = _optimizer_step(gan, gan.tx_g, state.g_params, state.g_opt, grads, finite)
     state = state.replace(g_params=g_params, g_opt=g_opt)
@@ -391,12 +412,15 @@ def make_train_step(
     return jax.jit(step, donate_argnums=(0,) if donate else (), **jit_kwargs)
 
 
-def make_generate(generator: nn.Module) -> Callable[[Any, dict, jax.Array], jax.Array]:
-    """Jitted eval-mode generator: (params, state, L [B,H,W,1]) -> ab [B,H,W,2] in float32."""
+def make_generate(
+    generator: nn.Module, head: heads.ChromaHead
+) -> Callable[[Any, dict, jax.Array], jax.Array]:
+    """Jitted eval-mode generator: (params, state, L [B,H,W,1]) -> ab [B,H,W,2] in float32,
+    decoded by ``head``."""
 
     @jax.jit
     def generate(params: Any, state: dict, gray: jax.Array) -> jax.Array:
-        ab, _ = apply_network(generator, params, state, gray, train=False)
-        return ab.astype(jnp.float32)
+        output, _ = apply_network(generator, params, state, gray, train=False)
+        return head.decode(output, *gray.shape[1:3])
 
     return generate

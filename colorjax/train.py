@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from colorjax import color, data, ema, hostmem, metrics, parallel, regularizers, steps
+from colorjax import binprior, color, data, ema, hostmem, metrics, parallel, regularizers, steps
 from colorjax.checkpoint import Checkpoints
 from colorjax.config import Config, ConfigError, differing_keys, load_json, save_json
 from colorjax.lock import WorkdirLock
@@ -33,6 +33,7 @@ ARCHITECTURE_KEYS = (
     "model.num_groups",
     "model.upsample",
     "model.out_channels",
+    "model.head",
     "disc.layers",
     "disc.features",
     "disc.norm",
@@ -213,7 +214,10 @@ def _train(config: Config, workdir: Path, stop_at: int | None) -> dict[str, Any]
     parallel.check_batch_size(config.data.batch_size, mesh)
     checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt, writer=True)
     changed = reconcile_config(config, workdir, checkpoints.latest_step() is not None)
-    gan = steps.build_gan(config)
+    weights, prior_note = None, None
+    if config.model.head == "classification":
+        weights, prior_note = binprior.class_weights(config, workdir)
+    gan = steps.build_gan(config, weights)
     state, damage_note = _initial_state(gan, config, checkpoints, mesh)
     hostmem.release_freed_memory()
     start = int(state.step)
@@ -228,13 +232,15 @@ def _train(config: Config, workdir: Path, stop_at: int | None) -> dict[str, Any]
     )
     if changed:
         reporter.message(f"resuming with changed settings: {', '.join(changed)}")
+    if prior_note:
+        reporter.message(prior_note)
     if damage_note:
         reporter.message(damage_note)
     elif start:
         reporter.message(f"resumed from step {start} in {workdir}")
     validation = load_validation(config)
     reporter.scalars(start, validation.baseline, prefix="gray_baseline")
-    generate = steps.make_generate(gan.generator)
+    generate = steps.make_generate(gan.generator, gan.head)
     loop = _Loop(config, gan, mesh, checkpoints, reporter, validation, generate)
     try:
         state, summary = loop.run(state, start, end)

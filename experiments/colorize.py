@@ -50,32 +50,50 @@ def add_weights_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """``--workdir`` or ``--model`` (else the shipped model), ``--step`` and ``--weights``: what
-    ``load_colorizer`` takes."""
+    """``--workdir`` or ``--model`` (else the shipped model), ``--step``, ``--weights`` and
+    ``--temperature``: what ``load_colorizer`` takes."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--workdir", help="training run directory")
     source.add_argument("--model", help="exported model folder (experiments.export)")
     parser.add_argument("--step", help="checkpoint of --workdir: a step, 'best' or 'latest'")
     add_weights_arg(parser)
+    add_temperature_arg(parser)
+
+
+def add_temperature_arg(parser: argparse.ArgumentParser) -> None:
+    """``--temperature`` of a classification-head model's decoding."""
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help="classification-head models: annealed-mean temperature, lower is more vivid and "
+        "riskier, 1 the plain mean (default: the model's, 0.38 unless trained otherwise)",
+    )
 
 
 def load_colorizer(
-    workdir: str | None, model: str | None, step: str | None, weights: str | None = None
+    workdir: str | None,
+    model: str | None,
+    step: str | None,
+    weights: str | None = None,
+    temperature: float | None = None,
 ):
-    """The generator from a training workdir, an exported model folder, or the shipped one."""
+    """The generator from a training workdir, an exported model folder, or the shipped one,
+    decoding at ``temperature`` (None: the model's own)."""
     from colorjax import inference
 
     if weights and not workdir:
         raise ValueError("--weights selects among a --workdir run's weights; give --workdir")
     if workdir:
-        return inference.load_workdir(workdir, step, weights)
-    if model:
-        return inference.load_bundle(model)
-    if not SHIPPED_WEIGHTS.is_dir():
+        colorizer = inference.load_workdir(workdir, step, weights)
+    elif model:
+        colorizer = inference.load_bundle(model)
+    elif SHIPPED_WEIGHTS.is_dir():
+        colorizer = inference.load_bundle(SHIPPED_WEIGHTS)
+    else:
         raise FileNotFoundError(
             f"no --workdir or --model given and no shipped model at {SHIPPED_WEIGHTS}"
         )
-    return inference.load_bundle(SHIPPED_WEIGHTS)
+    return colorizer.with_temperature(temperature)
 
 
 def plan_outputs(
@@ -109,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from colorjax import imageio, viz
 
     try:
-        colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights)
+        colorizer = load_colorizer(
+            args.workdir, args.model, args.step, args.weights, args.temperature
+        )
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     todo, problems = plan_outputs(expand_inputs(args.inputs), Path(args.out), args.overwrite)

@@ -21,11 +21,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.colorize import add_weights_arg, load_colorizer
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from colorjax.config import DataConfig
+from experiments.colorize import add_temperature_arg, add_weights_arg, load_colorizer
 
 SPLITS = ("all", "eval")  # evaluation.SPLITS, without importing TensorFlow before parsing
 
@@ -75,6 +74,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--size", type=positive, help="evaluate N x N validation views")
     parser.add_argument("--render-size", type=positive, help="longest side ab is predicted at")
+    add_temperature_arg(parser)
     parser.add_argument(
         "--limit", type=positive, help="evaluate only the first N images (of each source)"
     )
@@ -95,13 +95,15 @@ def load_methods(
     step: str | None,
     names: Sequence[str] = (),
     weights: str | None = None,
+    temperature: float | None = None,
 ) -> dict:
     """{name: Colorizer} of the workdirs then the model folders, named by ``names`` or by
-    folder; ``step`` and ``weights`` apply to every workdir."""
+    folder; ``step`` and ``weights`` apply to every workdir; classification-head models decode
+    at ``temperature`` (None: their own)."""
     from colorjax.evaluation import method_names
 
-    colorizers = [load_colorizer(w, None, step, weights) for w in workdirs]
-    colorizers += [load_colorizer(None, m, None) for m in models]
+    colorizers = [load_colorizer(w, None, step, weights, temperature) for w in workdirs]
+    colorizers += [load_colorizer(None, m, None, None, temperature) for m in models]
     return dict(zip(method_names(names or [*workdirs, *models]), colorizers, strict=True))
 
 
@@ -110,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from colorjax import evaluation
 
     try:
-        methods = load_methods(args.workdir, args.model, args.step, args.name, args.weights)
+        methods = load_methods(
+            args.workdir, args.model, args.step, args.name, args.weights, args.temperature
+        )
         images = evaluation.eval_images(
             args.data,
             split=args.split,

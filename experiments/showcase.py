@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from colorjax import evaluation, imageio, viz
 
-    colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights)
+    colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights, args.temperature)
     cells = []
     for index, path in enumerate(photos):
         rgb = imageio.load_image(path)

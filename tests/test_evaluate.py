@@ -1,6 +1,5 @@
 """Whole-photo evaluation: test images, metrics with the gray baseline, reports, the CLI."""
 
-import dataclasses
 import json
 import logging
 import math
@@ -15,7 +14,7 @@ from test_imageio import broken_cases
 
 from colorjax import data, evaluation, imageio, inference, viz
 from colorjax.config import DataConfig, ModelConfig
-from colorjax.models import UNetGenerator
+from colorjax.models.unet import generator_from_config
 from experiments import evaluate as evaluate_cli
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
@@ -25,7 +24,7 @@ TRUNCATED_JPEG = broken_cases()["truncated.jpg"][0]
 @pytest.fixture(scope="module")
 def colorizer() -> inference.Colorizer:
     model = ModelConfig(depth=3, features=4, norm="batch", dropout=0.0, upsample="resize_conv")
-    variables = UNetGenerator(**dataclasses.asdict(model)).init(
+    variables = generator_from_config(model).init(
         jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32), train=False
     )
     params = variables.pop("params")

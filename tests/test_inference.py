@@ -1,6 +1,5 @@
 """Any-size colorization, model loading and export."""
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +19,9 @@ ROOT = Path(__file__).parents[1]
 @pytest.fixture(scope="module")
 def colorizer():
     model = ModelConfig(depth=3, features=4, norm="batch", dropout=0.0, upsample="resize_conv")
-    from colorjax.models import UNetGenerator
+    from colorjax.models.unet import generator_from_config
 
-    variables = UNetGenerator(**dataclasses.asdict(model)).init(
+    variables = generator_from_config(model).init(
         jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32), train=False
     )
     params = variables.pop("params")

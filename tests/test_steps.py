@@ -123,7 +123,7 @@ def test_steps_are_deterministic(gan_and_state):
 
 def test_generate_is_deterministic_and_in_range(gan_and_state):
     gan, state = gan_and_state
-    generate = steps.make_generate(gan.generator)
+    generate = steps.make_generate(gan.generator, gan.head)
     gray = _gray(size=40)[:1, :37, :29]
     ab = np.asarray(generate(state.g_params, state.g_state, gray))
     assert ab.shape == (1, 37, 29, 2) and np.all(np.abs(ab) <= 1)
@@ -160,14 +160,17 @@ def test_half_precision_is_finite_and_close_to_float32(tiny_config, dtype):
         assert metrics["d_loss"] == pytest.approx(ref["d_loss"], rel=0.05)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(half.g_params))
     gray = _gray(seed=9)
-    generate = steps.make_generate(steps.build_gan(tiny_config).generator)
-    reference_ab = generate(reference.g_params, reference.g_state, gray)
-    half_ab = steps.make_generate(
-        steps.build_gan(apply_overrides(tiny_config, [f"model.dtype={dtype}"])).generator
-    )(half.g_params, half.g_state, gray)
+    reference_ab = _generate(tiny_config)(reference.g_params, reference.g_state, gray)
+    half_config = apply_overrides(tiny_config, [f"model.dtype={dtype}"])
+    half_ab = _generate(half_config)(half.g_params, half.g_state, gray)
     assert float(jnp.max(jnp.abs(half_ab - reference_ab))) < 0.05
     expected_scale = tiny_config.train.loss_scale if dtype == "float16" else 1.0
     assert history[0]["loss_scale"] == expected_scale
+
+
+def _generate(config):
+    gan = steps.build_gan(config)
+    return steps.make_generate(gan.generator, gan.head)
 
 
 def test_float16_overflow_skips_the_update_and_lowers_the_scale(tiny_config):

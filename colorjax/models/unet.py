@@ -5,17 +5,25 @@ channel): pre-activation encoder blocks LeakyReLU(0.2) -> 4x4 stride-2 conv -> n
 activation before the outermost conv, no norm after the outermost and innermost convs), decoder
 blocks ReLU -> x2 upsampling -> norm [-> dropout], each concatenated after its encoder skip, and a
 final ReLU -> x2 upsampling (with bias) -> tanh.
+
+With ``head="classification"`` the final block is instead ReLU -> 1x1 conv (with bias) to one
+logit per colour bin (``colorjax.colorbins``), at half the resolution of the padded input
+(``colorjax.heads`` decodes it).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from colorjax.models.layers import ConvNorm, dropout
+from colorjax import colorbins
+from colorjax.models.layers import Conv, ConvNorm, dropout
 
 ENCODER_SLOPE = 0.2  # LeakyReLU negative slope of the encoder
+HEADS = ("regression", "classification")
 
 
 def level_widths(depth: int, features: int, max_mult: int) -> list[int]:
@@ -53,6 +61,7 @@ class UNetGenerator(nn.Module):
     dropout_blocks: int = 3
     upsample: str = "transpose"
     out_channels: int = 2
+    head: str = "regression"
     init_std: float = 0.02
     dtype: str = "float32"
     conv_impl: str = "auto"
@@ -71,11 +80,29 @@ class UNetGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r} (model.head); valid: {', '.join(HEADS)}")
         height, width = x.shape[1:3]
         x, (top, left) = reflect_pad_to_multiple(x, 2**self.depth)
         skips = self._encode(x, train=train)
-        x = self._decode(skips, train=train)
+        x = nn.relu(self._decode(skips, train=train))
+        if self.head == "classification":
+            return self._bin_logits(x, train=train)
+        x = self._block(self.out_channels, "none", "final", self.upsample)(x, train=train)
         return jnp.tanh(x.astype(jnp.float32))[:, top : top + height, left : left + width]
+
+    def _bin_logits(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Logits [B, H'/2, W'/2, Q] over the colour bins, for the padded H' x W' input."""
+        logits = Conv(
+            len(colorbins.bin_centers()),
+            kernel_size=1,
+            padding=0,
+            init_std=self.init_std,
+            dtype=self.dtype,
+            impl=self.conv_impl,
+            name="logits",
+        )(x, train=train)
+        return logits.astype(jnp.float32)
 
     def _encode(self, x: jax.Array, *, train: bool) -> list[jax.Array]:
         """Activations of every encoder level, outermost first."""
@@ -90,8 +117,8 @@ class UNetGenerator(nn.Module):
         return skips
 
     def _decode(self, skips: list[jax.Array], *, train: bool) -> jax.Array:
-        """Decoder from the innermost activation up, block ``j`` (0 = innermost) joining the
-        skip of level ``depth - 2 - j`` as concat(skip, upsampled)."""
+        """Decoder from the innermost activation up to half resolution, block ``j`` (0 =
+        innermost) joining the skip of level ``depth - 2 - j`` as concat(skip, upsampled)."""
         x = skips[-1]
         for block, skip in enumerate(reversed(skips[:-1])):
             x = self._block(skip.shape[-1], self.norm, f"up_{block}", self.upsample)(
@@ -100,6 +127,12 @@ class UNetGenerator(nn.Module):
             if block < self.dropout_blocks:
                 x = dropout(x, self.dropout, train=train)
             x = jnp.concatenate([skip, x], axis=-1)
-        return self._block(self.out_channels, "none", "final", self.upsample)(
-            nn.relu(x), train=train
-        )
+        return x
+
+
+def generator_from_config(model) -> UNetGenerator:
+    """The generator a ``colorjax.config.ModelConfig`` describes (its decoding settings, such
+    as the temperature, belong to ``colorjax.heads``)."""
+    fields = dataclasses.asdict(model)
+    fields.pop("temperature")
+    return UNetGenerator(**fields)
