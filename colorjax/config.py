@@ -30,7 +30,7 @@ class DataConfig:
     eval_fraction: float = 0.1  # folder sources without train/ and eval/ sub-folders (each source)
     min_crop_scale: float = 0.35  # random resized crop: smallest fraction of the image area
     flip: bool = True  # random horizontal flip when training
-    skip_gray: bool = True  # drop training images whose chroma is ~0
+    skip_gray: bool = True  # drop photos whose chroma is ~0 from training and validation
     data_dir: str = ""  # TFDS data_dir ("" = TFDS default)
     shuffle_buffer: int = 2048  # TFDS sources only: records are streamed
 

@@ -919,7 +919,8 @@ def pipeline_from_config(
     process_index: int = 0,
     process_count: int = 1,
 ) -> Pipeline:
-    """``build_pipeline`` with the fields of ``cfg``; ``cfg.skip_gray`` applies to training."""
+    """``build_pipeline`` with the fields of ``cfg``; ``cfg.skip_gray`` applies to training and
+    validation alike (a gray ground truth has no colours to score a colorization against)."""
     return build_pipeline(
         cfg.source,
         image_size=cfg.image_size,
@@ -932,7 +933,7 @@ def pipeline_from_config(
         eval_fraction=cfg.eval_fraction,
         min_crop_scale=cfg.min_crop_scale,
         flip=cfg.flip,
-        skip_gray=cfg.skip_gray if train else None,
+        skip_gray=cfg.skip_gray,
         data_dir=cfg.data_dir or None,
         shuffle_buffer=cfg.shuffle_buffer,
     )
@@ -987,9 +988,9 @@ def _eval_view(image: np.ndarray, region: tuple[float, ...], size: int | None) -
 
 
 def _source_eval_images(
-    source: str, catalog: _Catalog, size: int | None, limit: int | None
+    source: str, catalog: _Catalog, size: int | None, limit: int | None, skip_gray: bool
 ) -> list[tuple[str, np.ndarray]]:
-    keep, _ = _split_mask(source, catalog, EVAL, skip_gray=False)
+    keep, _ = _split_mask(source, catalog, EVAL, skip_gray=skip_gray)
     positions = np.flatnonzero(keep)[:limit].tolist()
     root = _file_root(source)
     named = []
@@ -1008,15 +1009,16 @@ def eval_split_images(
     size: int | None = None,
     limit: int | None = None,
     whole_plain_folders: bool = False,
+    skip_gray: bool = False,
 ) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 RGB [H, W, 3]) of the usable images of ``source``'s eval split.
 
-    The split is the one ``build_pipeline(train=False)`` reads, gray images included; skipped
-    files are counted in the logged scan summary. Each image is the whole decoded photo
-    (``sample``: its held-out region) at native size or, with ``size``, the view validation
-    uses: shorter side resized to ``size``, central square. ``limit`` keeps the first images in
-    catalog order (of each source). Names: paths relative to the folder (``sample``: file
-    names), or the TFDS keys ``NAME:SPLIT#i``; in a mix prefixed with the source's name
+    The split is the one ``build_pipeline(train=False)`` reads, gray images included unless
+    ``skip_gray``; skipped files are counted in the logged scan summary. Each image is the whole
+    decoded photo (``sample``: its held-out region) at native size or, with ``size``, the view
+    validation uses: shorter side resized to ``size``, central square. ``limit`` keeps the first
+    images in catalog order (of each source). Names: paths relative to the folder (``sample``:
+    file names), or the TFDS keys ``NAME:SPLIT#i``; in a mix prefixed with the source's name
     (``CBSD432/101085.jpg``), the sources taking turns. ``whole_plain_folders``: a folder
     without train/ and eval/ sub-folders gives all its images (a test set, not a split).
     """
@@ -1029,7 +1031,7 @@ def eval_split_images(
         whole_plain_folders=whole_plain_folders,
     )
     named = [
-        _source_eval_images(s.spec, catalog, size, limit)
+        _source_eval_images(s.spec, catalog, size, limit, skip_gray)
         for s, catalog in zip(sources, catalogs, strict=True)
     ]
     if len(sources) == 1:

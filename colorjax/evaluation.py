@@ -87,6 +87,7 @@ def eval_images(
     eval_fraction: float = 0.1,
     size: int | None = None,
     limit: int | None = None,
+    skip_gray: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 RGB) of the test images of ``source``, at native size by default.
 
@@ -98,7 +99,9 @@ def eval_images(
     whatever ``split``. A mix (``data.source`` form) gives the images of all its sources, named
     ``<source>/<image>``, the sources taking turns; ``limit`` keeps the first images of each
     source. ``size``: the validation view, shorter side resized to ``size`` and the central
-    square cut. Undecodable files are skipped and counted in one logged warning.
+    square cut. Undecodable files, and with ``skip_gray`` photos whose ground truth is
+    grayscale (no colours to score against; the gray baseline would be exact on them), are
+    skipped and counted in one logged warning.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
@@ -109,6 +112,7 @@ def eval_images(
         size=size,
         limit=limit,
         whole_plain_folders=split == ALL,
+        skip_gray=skip_gray,
     )
 
 

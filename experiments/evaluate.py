@@ -8,9 +8,10 @@ image evaluated; with ``--split eval``, only the photos a run on it held out, by
 rule training used (``--eval-fraction``: the run's ``data.eval_fraction``, 0.1 by default).
 Images are evaluated at native size unless ``--size N`` asks for the view validation uses
 (shorter side N, central square). Each --workdir / --model is a method named by its folder; the
-gray baseline (L with a = b = 0) is always included. Writes the results as JSON to --out, the
-markdown table beside it (.md, also printed) and a comparison grid (``<stem>_grid.png``:
-gray | each method | ground truth).
+gray baseline (L with a = b = 0) is always included. Photos whose ground truth is grayscale
+are left out (the gray baseline is exact on them), unless ``--keep-gray``. Writes the results
+as JSON to --out, the markdown table beside it (.md, also printed) and a comparison grid
+(``<stem>_grid.png``: gray | each method | ground truth).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the share training holds out (the run's data.eval_fraction, default %(default)s): "
         "plain folders with --split eval, TFDS without an eval split",
     )
+    parser.add_argument(
+        "--keep-gray", action="store_true", help="also score photos whose ground truth is gray"
+    )
     parser.add_argument("--size", type=positive, help="evaluate N x N validation views")
     parser.add_argument("--render-size", type=positive, help="longest side ab is predicted at")
     add_temperature_arg(parser)
@@ -122,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_fraction=args.eval_fraction,
             size=args.size,
             limit=args.limit,
+            skip_gray=not args.keep_gray,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

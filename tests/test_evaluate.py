@@ -267,3 +267,15 @@ def test_cli_split_eval_scores_the_held_out_photos_by_the_default_rule(colorizer
     assert scored == held_out_names(source, tmp_path / "photos", DataConfig().eval_fraction)
     assert 0 < len(scored) < 20
     assert evaluate_cli.SPLITS == evaluation.SPLITS
+
+
+def test_photos_with_a_gray_ground_truth_are_left_out_unless_kept(tmp_path, caplog):
+    write_photos(tmp_path / "set", 3)
+    gray = np.full((40, 50, 3), 120, np.uint8)
+    Image.fromarray(gray).save(tmp_path / "set" / "gray.png")
+    with caplog.at_level(logging.INFO):
+        names = [name for name, _ in evaluation.eval_images(f"folder:{tmp_path / 'set'}")]
+    assert "gray.png" not in names and len(names) == 3
+    assert "gray: 1" in caplog.text
+    kept = evaluation.eval_images(f"folder:{tmp_path / 'set'}", skip_gray=False)
+    assert "gray.png" in [name for name, _ in kept]
