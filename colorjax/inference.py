@@ -310,4 +310,4 @@ def load_bundle(path: str | Path) -> Colorizer:
     variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), variables)
     params = variables.pop("params")
     bins = np.asarray(description["bins"], np.float32) if "bins" in description else None
-    return Colorizer(model, params, variables, int(description["render_size"]), bins)
+    return Colorizer(model, params, variables, int(description["render_size"]), bins=bins)
