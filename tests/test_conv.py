@@ -1,4 +1,5 @@
-"""The fast convolution implementations match XLA's native ones, values and gradients."""
+"""The fast convolution implementations match XLA's native ones, values and gradients, in
+float32 and, within bfloat16 rounding, in bfloat16."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.models import conv
+from colorjax.models import conv, gemm
 
 RTOL = 1e-4
+BF16_RTOL = 1.5e-2  # inputs rounded to 8 significant bits, products accumulated in float32
 SAME = ((1, 1), (1, 1))
 
 
@@ -23,18 +25,22 @@ def value_and_grads(
     @jax.jit
     def run(x, kernel):
         y, pullback = jax.vjp(fn, x, kernel)
-        cotangent = jnp.sin(jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape)
+        cotangent = jnp.sin(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
+        cotangent = cotangent.astype(y.dtype)
         return (y, *pullback(cotangent))
 
     return run(x, kernel)
 
 
-def assert_close(actual: tuple[jax.Array, ...], expected: tuple[jax.Array, ...]) -> None:
+def assert_close(
+    actual: tuple[jax.Array, ...], expected: tuple[jax.Array, ...], rtol: float = RTOL
+) -> None:
+    """Each array within ``rtol`` of the largest magnitude of its expected value."""
     for name, a, e in zip(("y", "dx", "dkernel"), actual, expected, strict=True):
         assert a.shape == e.shape, name
         scale = float(jnp.max(jnp.abs(e)))
         np.testing.assert_allclose(
-            np.asarray(a), np.asarray(e), atol=RTOL * scale, rtol=0, err_msg=name
+            np.asarray(a, np.float32), np.asarray(e), atol=rtol * scale, rtol=0, err_msg=name
         )
 
 
@@ -55,7 +61,15 @@ def fast_impl(request, monkeypatch) -> str:
     return request.param
 
 
-@pytest.mark.parametrize(
+@pytest.fixture
+def bfloat16_products(monkeypatch) -> None:
+    """Every bfloat16 pass of ``hybrid`` as gemm's ``taps`` form, which otherwise only runs
+    on layers wider than these tests'."""
+    monkeypatch.setattr(conv, "BF16_TAPS_MIN_CHANNEL_PRODUCT", 0)
+    monkeypatch.setattr(conv, "BF16_TAPS_MIN_PIXELS", dict.fromkeys(conv.PASSES, 0))
+
+
+GEOMETRIES = pytest.mark.parametrize(
     ("kernel_size", "stride", "padding", "size", "cin"),
     [
         (4, 2, SAME, (13, 11), 8),  # encoder / PatchGAN downsampling, odd sizes
@@ -65,6 +79,9 @@ def fast_impl(request, monkeypatch) -> str:
         (3, 2, ((0, 1), (1, 0)), (9, 8), 4),
     ],
 )
+
+
+@GEOMETRIES
 def test_conv2d_matches_native(fast_impl, kernel_size, stride, padding, size, cin):
     x, kernel = random_inputs((2, *size, cin), (kernel_size, kernel_size, cin, 5))
 
@@ -89,6 +106,73 @@ def test_conv_transpose2d_matches_native(fast_impl, size, cin, cout):
     assert_close(actual, value_and_grads(with_impl("native"), x, kernel))
 
 
+@GEOMETRIES
+@pytest.mark.parametrize("form", gemm.FORMS)
+def test_gemm_passes_match_native(form, kernel_size, stride, padding, size, cin):
+    """Each matrix-product form computes the three passes of XLA's correlation (float32)."""
+    x, kernel = random_inputs((2, *size, cin), (kernel_size, kernel_size, cin, 5))
+    geometry = gemm.Geometry(stride, padding)
+    y_shape = gemm.output_shape(x.shape, kernel.shape, geometry)
+    dy = np.cos(np.arange(np.prod(y_shape), dtype=np.float32)).reshape(y_shape)
+
+    @jax.jit
+    def passes(x, kernel, dy):
+        return (
+            gemm.correlate(x, kernel, geometry, form),
+            gemm.correlate_input_grad(dy, kernel, geometry, x.shape, form),
+            gemm.correlate_kernel_grad(x, dy, geometry, kernel.shape, form),
+        )
+
+    def native(x, k):
+        return conv.conv2d(x, k, stride=stride, padding=padding, impl="native")
+
+    y, pullback = jax.vjp(native, x, kernel)
+    assert_close(passes(x, kernel, dy), (y, *pullback(dy)))
+
+
+def bfloat16_inputs(x: np.ndarray, kernel: np.ndarray) -> tuple[jax.Array, np.ndarray]:
+    """``x`` in bfloat16 (as a layer passes it) with the kernel as float32 parameters."""
+    return jnp.asarray(x, jnp.bfloat16), kernel
+
+
+@GEOMETRIES
+def test_bfloat16_conv2d_matches_float32_native(
+    bfloat16_products, kernel_size, stride, padding, size, cin
+):
+    x, kernel = random_inputs((2, *size, cin), (kernel_size, kernel_size, cin, 5))
+
+    def with_impl(impl):
+        return lambda x, k: conv.conv2d(x, k, stride=stride, padding=padding, impl=impl)
+
+    actual = value_and_grads(with_impl("hybrid"), *bfloat16_inputs(x, kernel))
+    assert [a.dtype for a in actual] == [jnp.bfloat16, jnp.bfloat16, jnp.float32]
+    assert_close(actual, value_and_grads(with_impl("native"), x, kernel), rtol=BF16_RTOL)
+
+
+@pytest.mark.parametrize(("size", "cin", "cout"), [((1, 1), 8, 4), ((5, 7), 8, 3), ((6, 6), 2, 8)])
+def test_bfloat16_conv_transpose2d_matches_float32_native(bfloat16_products, size, cin, cout):
+    x, kernel = random_inputs((2, *size, cin), (4, 4, cin, cout))
+
+    def with_impl(impl):
+        return lambda x, k: conv.conv_transpose2d(x, k, impl=impl)
+
+    actual = value_and_grads(with_impl("hybrid"), *bfloat16_inputs(x, kernel))
+    assert_close(actual, value_and_grads(with_impl("native"), x, kernel), rtol=BF16_RTOL)
+
+
+def test_bfloat16_products_run_where_they_pay():
+    """Wide layers' bfloat16 passes are matrix products; the image layers and float32 keep
+    the float32 choice."""
+    wide, narrow_image = (
+        ((16, 32, 32, 128), (16, 16, 16, 256)),
+        ((16, 128, 128, 3), (16, 64, 64, 64)),
+    )
+    for kind in conv.PASSES:
+        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *wide) == "taps"
+        assert conv._pass_choice(kind, "hybrid", jnp.float32, *wide) == "native"
+        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *narrow_image) == "strided"
+
+
 def test_conv_transpose2d_is_pytorch_layout():
     """One input pixel spreads the kernel over the output at 2 * i - 1 + k (PyTorch's rule)."""
     x = jnp.zeros((1, 3, 3, 1)).at[0, 1, 1, 0].set(1.0)
@@ -105,6 +189,18 @@ def test_fast_path_keeps_bfloat16():
     y = jax.jit(lambda x, k: conv.conv2d(x, k, stride=2, padding=SAME, impl="matmul"))(x, kernel)
     grad = jax.jit(jax.grad(lambda k: jnp.sum(conv.conv_transpose2d(x, k, impl="matmul"))))(kernel)
     assert y.dtype == grad.dtype == jnp.bfloat16
+
+
+def test_float32_kernel_of_a_bfloat16_input_gets_a_float32_gradient():
+    x, kernel = random_inputs((1, 8, 8, 4), (4, 4, 4, 4))
+    x = jnp.asarray(x, jnp.bfloat16)
+    for impl in ("native", "hybrid"):
+        y, grad = jax.jit(
+            jax.value_and_grad(
+                lambda k, impl=impl: jnp.sum(conv.conv2d(x, k, stride=2, padding=SAME, impl=impl))
+            )
+        )(kernel)
+        assert y.dtype == jnp.bfloat16 and grad.dtype == jnp.float32
 
 
 def test_resolve_impl_auto_is_hybrid_on_cpu_and_native_elsewhere(monkeypatch):

@@ -7,6 +7,7 @@ import pytest
 
 from colorjax import color, steps
 from colorjax.config import apply_overrides
+from colorjax.models import conv
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
@@ -152,6 +153,19 @@ def _run_steps(config, count=3):
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_is_finite_and_close_to_float32(tiny_config, dtype):
+    _assert_finite_and_close_to_float32(tiny_config, dtype)
+
+
+def test_bfloat16_matrix_products_train_close_to_float32(tiny_config, monkeypatch):
+    """The bfloat16 matrix-product passes (which the tiny widths would not choose) in a
+    whole GAN step."""
+    monkeypatch.setattr(conv, "BF16_TAPS_MIN_CHANNEL_PRODUCT", 0)
+    monkeypatch.setattr(conv, "BF16_TAPS_MIN_PIXELS", dict.fromkeys(conv.PASSES, 0))
+    _assert_finite_and_close_to_float32(tiny_config, "bfloat16")
+
+
+def _assert_finite_and_close_to_float32(tiny_config, dtype):
+    """Three steps in ``dtype`` track float32's losses and outputs; parameters stay float32."""
     reference, ref_history = _run_steps(tiny_config)
     half, history = _run_steps(apply_overrides(tiny_config, [f"model.dtype={dtype}"]))
     for metrics, ref in zip(history, ref_history, strict=True):

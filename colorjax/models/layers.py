@@ -1,9 +1,10 @@
 """Layers shared by the generator and the discriminator.
 
 Every convolution goes through ``colorjax.models.conv`` (``impl`` picks the implementation), with
-float32 parameters ``kernel`` [kh, kw, Cin, Cout] and ``bias`` [Cout] cast to the compute
-``dtype`` inside the layer, so the parameters are the same whichever implementation or dtype
-runs, and with or without spectral normalisation.
+float32 parameters ``kernel`` [kh, kw, Cin, Cout] and ``bias`` [Cout]. The input and the bias are
+cast to the compute ``dtype`` inside the layer and the kernel inside the convolution (which
+returns its gradient in float32), so the parameters are the same whichever implementation or
+dtype runs, and with or without spectral normalisation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.models.conv import conv2d, conv_transpose2d
+from colorjax.models.gemm import depth_to_space
 from colorjax.models.norms import Initializer, make_norm
 
 UPSAMPLE_MODES = ("transpose", "resize_conv", "subpixel")
@@ -30,13 +32,6 @@ def normal_around_one(std: float) -> Initializer:
 def nearest_upsample(x: jax.Array) -> jax.Array:
     """Nearest-neighbour x2 upsampling of NHWC maps."""
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def depth_to_space(x: jax.Array) -> jax.Array:
-    """[N, H, W, 4C] -> [N, 2H, 2W, C]: channel block (i, j) becomes pixel offset (i, j)."""
-    n, h, w, c = x.shape
-    x = x.reshape(n, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, 2 * h, 2 * w, c // 4)
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -87,7 +82,7 @@ class _ConvBase(nn.Module):
         kernel = self.param("kernel", init, shape, jnp.float32)
         if self.spectral:
             kernel = SpectralNormalizer(name="spectral")(kernel, update=train)
-        return kernel.astype(self.dtype)
+        return kernel
 
     def add_bias(self, y: jax.Array) -> jax.Array:
         if not self.use_bias:
