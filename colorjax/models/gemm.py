@@ -1,13 +1,13 @@
 """The three passes of a convolution (forward, input gradient, kernel gradient) as matrix
-products, in one of several ``FORMS``. Products take their inputs in the input's dtype (on
-CPU, bfloat16 runs on the bfloat16 units) and accumulate in float32; outputs and input
-gradients come back in the input's dtype, kernel gradients in float32.
+products, in one of two ``FORMS``. Products take their inputs in the input's dtype (on CPU,
+bfloat16 runs on the bfloat16 units) and accumulate in float32; outputs and input gradients
+come back in the input's dtype, kernel gradients in float32.
 
 ``strided``: im2col over the strided patches of the zero-padded input and one product; the
 input gradient is one product to patch gradients, overlap-added back (col2im), the kernel
 gradient one product of the patches with the output gradient.
 
-The folded forms reduce every pass, at any stride, to a stride-1 correlation:
+``taps`` reduces every pass, at any stride, to a stride-1 correlation:
 
 * a stride-``s`` correlation is a stride-1 correlation of the space-to-depth input
   (``s * s`` times the channels) with the kernel folded the same way;
@@ -18,10 +18,9 @@ The folded forms reduce every pass, at any stride, to a stride-1 correlation:
   also how a transposed convolution runs, with no multiplications by inserted zeros;
 * its kernel gradient is the kernel gradient of the stride-1 form, unfolded.
 
-The stride-1 correlation then runs as ``taps`` (a sum over the kernel taps of a shifted slice
-of the input times that tap's [Cin, Cout] matrix, no patch buffer), ``rows`` (one product per
-kernel row, the row's taps concatenated on channels) or ``im2col`` (all taps concatenated,
-one product). Like im2col, the folded forms also multiply the zero padding.
+and runs that as a sum over the kernel taps of a shifted slice of the input times the tap's
+[Cin, Cout] matrix (no patch buffer; per-layer measurements had im2col of the folded input,
+or one product per kernel row, slower). Like im2col, it also multiplies the zero padding.
 """
 
 from __future__ import annotations
@@ -35,8 +34,7 @@ from jax import lax
 Padding = tuple[tuple[int, int], tuple[int, int]]
 Shape = tuple[int, ...]
 
-FORMS = ("strided", "taps", "rows", "im2col")
-FOLDED_FORMS = FORMS[1:]
+FORMS = ("strided", "taps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +69,7 @@ def correlate(x: jax.Array, kernel: jax.Array, geometry: Geometry, form: str) ->
         return y.reshape(*patches.shape[:3], cout).astype(x.dtype)
     _, ho, wo, _ = output_shape(x.shape, kernel.shape, geometry)
     folded_x = _fold_input(x, kernel.shape, geometry, (ho, wo))
-    y = _correlate_valid(folded_x, fold_kernel(kernel, geometry.stride), form)
+    y = _correlate_valid(folded_x, fold_kernel(kernel, geometry.stride))
     return y.astype(x.dtype)
 
 
@@ -89,7 +87,7 @@ def correlate_input_grad(
     kh, kw = kernel.shape[:2]
     taps_h, taps_w = -(-kh // s), -(-kw // s)
     padded_dy = jnp.pad(dy, ((0, 0), (taps_h - 1,) * 2, (taps_w - 1,) * 2, (0, 0)))
-    phases = _correlate_valid(padded_dy, _phase_kernel(kernel, s), form)
+    phases = _correlate_valid(padded_dy, _phase_kernel(kernel, s))
     return crop_padding(depth_to_space(phases.astype(dy.dtype), s), x_shape, geometry)
 
 
@@ -104,13 +102,13 @@ def correlate_kernel_grad(
         return _product(patches, dy.reshape(-1, cout), (0, 0)).reshape(kernel_shape)
     s = geometry.stride
     folded_x = _fold_input(x, kernel_shape, geometry, dy.shape[1:3])
-    folded = _kernel_grad_valid(_channels_first(folded_x), dy, form)
+    folded = _kernel_grad_valid(_channels_first(folded_x), dy)
     taps_h, taps_w = folded.shape[:2]
     unfolded = folded.reshape(taps_h, taps_w, s, s, cin, cout).transpose(0, 2, 1, 3, 4, 5)
     return unfolded.reshape(taps_h * s, taps_w * s, cin, cout)[:kh, :kw]
 
 
-# ---- stride-1 "valid" correlations in the two forms ----
+# ---- stride-1 "valid" correlations as sums over taps ----
 
 
 def _product(a: jax.Array, b: jax.Array, contracting: tuple[int, int]) -> jax.Array:
@@ -120,33 +118,23 @@ def _product(a: jax.Array, b: jax.Array, contracting: tuple[int, int]) -> jax.Ar
     return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
-def _tap_groups(a: int, b: int, form: str) -> list[list[tuple[int, int]]]:
-    """The kernel taps of an a x b kernel, grouped into one matrix product per group."""
-    taps = [(i, j) for i in range(a) for j in range(b)]
-    if form == "taps":
-        return [[tap] for tap in taps]
-    if form == "rows":
-        return [taps[i * b : (i + 1) * b] for i in range(a)]
-    if form == "im2col":
-        return [taps]
-    raise ValueError(f"unknown matrix-product form {form!r}; valid: {', '.join(FORMS)}")
+def _taps(a: int, b: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(a) for j in range(b)]
 
 
-def _correlate_valid(x: jax.Array, kernel: jax.Array, form: str) -> jax.Array:
-    """Stride-1 correlation without padding, float32: [N,H,W,C] * [a,b,C,O]."""
+def _correlate_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 correlation without padding, float32: [N,H,W,C] * [a,b,C,O], as the sum over
+    taps of the shifted input times the tap's [C, O] matrix."""
     x = _materialized(x)
     a, b, c, o = kernel.shape
     n, h, w, _ = x.shape
     ho, wo = h - a + 1, w - b + 1
 
-    def group_product(group: list[tuple[int, int]]) -> jax.Array:
-        shifted = [lax.slice(x, (0, i, j, 0), (n, i + ho, j + wo, c)) for i, j in group]
-        patches = jnp.concatenate(shifted, axis=-1).reshape(-1, len(group) * c)
-        weights = jnp.concatenate([kernel[i, j] for i, j in group], axis=0)
-        return _product(patches, weights, (1, 0))
+    def tap_product(i: int, j: int) -> jax.Array:
+        shifted = lax.slice(x, (0, i, j, 0), (n, i + ho, j + wo, c))
+        return _product(shifted.reshape(-1, c), kernel[i, j], (1, 0))
 
-    y = sum(group_product(group) for group in _tap_groups(a, b, form))
-    return y.reshape(n, ho, wo, o)
+    return sum(tap_product(i, j) for i, j in _taps(a, b)).reshape(n, ho, wo, o)
 
 
 def _materialized(x: jax.Array) -> jax.Array:
@@ -163,21 +151,19 @@ def _channels_first(x: jax.Array) -> jax.Array:
     return _materialized(jnp.transpose(x, (3, 0, 1, 2)))
 
 
-def _kernel_grad_valid(x_t: jax.Array, dy: jax.Array, form: str) -> jax.Array:
+def _kernel_grad_valid(x_t: jax.Array, dy: jax.Array) -> jax.Array:
     """Kernel gradient [a,b,C,O] (float32) of the stride-1 unpadded correlation of the
-    channels-first x_t [C,N,H,W] giving dy [N,Ho,Wo,O]."""
+    channels-first x_t [C,N,H,W] giving dy [N,Ho,Wo,O], one product per tap."""
     c, n, h, w = x_t.shape
     _, ho, wo, o = dy.shape
     a, b = h - ho + 1, w - wo + 1
     rows = dy.reshape(-1, o)
 
-    def group_product(group: list[tuple[int, int]]) -> jax.Array:
-        shifted = [lax.slice(x_t, (0, 0, i, j), (c, n, i + ho, j + wo)) for i, j in group]
-        patches = jnp.concatenate(shifted, axis=0).reshape(len(group) * c, -1)
-        return _product(patches, rows, (1, 0))
+    def tap_product(i: int, j: int) -> jax.Array:
+        shifted = lax.slice(x_t, (0, 0, i, j), (c, n, i + ho, j + wo))
+        return _product(shifted.reshape(c, -1), rows, (1, 0))
 
-    grads = [group_product(group) for group in _tap_groups(a, b, form)]
-    return jnp.concatenate(grads, axis=0).reshape(a, b, c, o)
+    return jnp.stack([tap_product(i, j) for i, j in _taps(a, b)]).reshape(a, b, c, o)
 
 
 # ---- folding a stride-s correlation into a stride-1 one ----
