@@ -61,12 +61,13 @@ def fast_impl(request, monkeypatch) -> str:
     return request.param
 
 
-@pytest.fixture
-def bfloat16_products(monkeypatch) -> None:
-    """Every bfloat16 pass of ``hybrid`` as gemm's ``taps`` form, which otherwise only runs
-    on layers wider than these tests'."""
-    monkeypatch.setattr(conv, "BF16_TAPS_MIN_CHANNEL_PRODUCT", 0)
-    monkeypatch.setattr(conv, "BF16_TAPS_MIN_PIXELS", dict.fromkeys(conv.PASSES, 0))
+@pytest.fixture(params=["taps", "float32"])
+def bfloat16_products(request, monkeypatch) -> None:
+    """Every bfloat16 pass of ``hybrid`` as gemm's ``taps`` form (which otherwise only runs on
+    layers wider than these tests'), or as chosen for these narrow layers (float32 copies)."""
+    if request.param == "taps":
+        monkeypatch.setattr(conv, "BF16_TAPS_MIN_CHANNEL_PRODUCT", 0)
+        monkeypatch.setattr(conv, "BF16_TAPS_MIN_PIXELS", dict.fromkeys(conv.PASSES, 0))
 
 
 GEOMETRIES = pytest.mark.parametrize(
@@ -161,16 +162,16 @@ def test_bfloat16_conv_transpose2d_matches_float32_native(bfloat16_products, siz
 
 
 def test_bfloat16_products_run_where_they_pay():
-    """Wide layers' bfloat16 passes are matrix products; the image layers and float32 keep
-    the float32 choice."""
-    wide, narrow_image = (
-        ((16, 32, 32, 128), (16, 16, 16, 256)),
-        ((16, 128, 128, 3), (16, 64, 64, 64)),
-    )
+    """Wide layers' bfloat16 passes are matrix products; the image layers' run on float32
+    copies, and float32 keeps its own choice."""
+    wide = ((16, 32, 32, 128), (16, 16, 16, 256))
+    image = ((16, 128, 128, 3), (16, 64, 64, 64))
     for kind in conv.PASSES:
         assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *wide) == "taps"
         assert conv._pass_choice(kind, "hybrid", jnp.float32, *wide) == "native"
-        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *narrow_image) == "strided"
+        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *image) == "float32"
+        thin_gradient = "native" if kind == "forward" else "strided"
+        assert conv._pass_choice(kind, "hybrid", jnp.float32, *image) == thin_gradient
 
 
 def test_conv_transpose2d_is_pytorch_layout():

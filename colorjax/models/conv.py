@@ -19,18 +19,20 @@ Implementations (``impl``):
   depends on the compute dtype (``_pass_choice``):
 
   - float32 (and float16): a pass is a ``strided`` matrix product when the strided side has
-    at most ``GEMM_MAX_PIXELS`` pixels per image or the full-resolution side at most
-    ``GEMM_MAX_CHANNELS`` channels (where XLA's convolutions are slowest and the im2col
-    buffers small). Otherwise it is XLA's own convolution, except the input gradient of a
+    at most ``GEMM_MAX_PIXELS`` pixels per image or, for the gradients, the full-resolution
+    side at most ``GEMM_MAX_CHANNELS`` channels (where XLA's convolutions are slowest and the
+    im2col buffers small). Otherwise it is XLA's own convolution, except the input gradient of a
     4x4 stride-2 correlation, which runs as that of the equivalent 2x2 stride-1 correlation
     over the space-to-depth input (~1.5x faster on XLA:CPU).
   - bfloat16: XLA:CPU runs bfloat16 convolutions in float32, but bfloat16 matrix products
     (float32 accumulation) on the CPU's bfloat16 units, 3-5x faster than float32 ones. So a
     pass whose Cin * Cout is at least ``BF16_TAPS_MIN_CHANNEL_PRODUCT`` and whose strided
     side has at least ``BF16_TAPS_MIN_PIXELS`` pixels is a matrix product in gemm's folded
-    ``taps`` form. The others take the float32 choice: the image input and output layers
-    and the narrow wide maps, where the folded forms' data movement costs more than the
-    products save, and the smallest maps, where the strided product is faster.
+    ``taps`` form; on smaller maps it is the float32 choice (there the ``strided`` product,
+    in bfloat16). A narrower pass (the image input and output layers, the narrow wide maps,
+    where the folded forms' data movement costs more than the products save) runs the
+    float32 choice on float32 copies of its operands: XLA:CPU's float32 patch copies are
+    cheaper than its bfloat16 ones, and its bfloat16 convolutions run in float32 anyway.
 
   Like im2col, these matrix products and 2x2 correlations also multiply the zero padding,
   which XLA's FLOP count of its own convolutions leaves out: 3% more counted FLOPs at 32x32,
@@ -57,8 +59,9 @@ PASSES = ("forward", "input_grad", "kernel_grad")
 # convolution (the output of a convolution, the input of a transposed one) has at most this
 # many pixels per image: XLA:CPU's convolutions are slowest there, the im2col buffers smallest.
 GEMM_MAX_PIXELS = 64
-# ... and when the full-resolution side has at most this many channels (the network's image
-# input and output layers), where im2col is cheap and XLA's convolution vectorizes poorly.
+# ... and a gradient pass when the full-resolution side has at most this many channels (the
+# network's image input and output layers), where im2col is cheap and XLA's convolution
+# vectorizes poorly (their forward pass is faster as XLA's own).
 GEMM_MAX_CHANNELS = 4
 
 # Otherwise the input gradient of a 4x4 stride-2 correlation with at least this many input
@@ -185,19 +188,19 @@ _custom_conv_transpose2d.defvjp(_custom_conv_transpose2d_fwd, _custom_conv_trans
 
 def _pass_choice(kind: str, impl: str, dtype: jnp.dtype, x_shape: Shape, y_shape: Shape) -> str:
     """How ``hybrid`` (or ``matmul``) runs pass ``kind`` of the correlation from x [N,H,W,Cin]
-    to y [N,Ho,Wo,Cout]: a ``gemm.FORMS`` name, or ``native`` (XLA's convolution, or for the
-    input gradient of a 4x4 stride-2 correlation its space-to-depth form)."""
+    to y [N,Ho,Wo,Cout]: a ``gemm.FORMS`` name, ``native`` (XLA's convolution, or for the
+    input gradient of a 4x4 stride-2 correlation its space-to-depth form) or ``float32`` (the
+    float32 choice, on float32 copies of the bfloat16 operands)."""
     if impl == "matmul":
         return "strided"
     pixels = y_shape[1] * y_shape[2]
-    if (
-        dtype == jnp.bfloat16
-        and x_shape[3] * y_shape[3] >= BF16_TAPS_MIN_CHANNEL_PRODUCT
-        and pixels >= BF16_TAPS_MIN_PIXELS[kind]
-    ):
-        return "taps"
+    if dtype == jnp.bfloat16:
+        if x_shape[3] * y_shape[3] < BF16_TAPS_MIN_CHANNEL_PRODUCT:
+            return "float32"
+        if pixels >= BF16_TAPS_MIN_PIXELS[kind]:
+            return "taps"
     small_map = pixels <= GEMM_MAX_PIXELS
-    thin_input = x_shape[3] <= GEMM_MAX_CHANNELS
+    thin_input = x_shape[3] <= GEMM_MAX_CHANNELS and kind != "forward"
     return "strided" if small_map or thin_input else "native"
 
 
@@ -205,6 +208,8 @@ def _correlate(x: jax.Array, kernel: jax.Array, geometry: Geometry, impl: str) -
     """y [N,Ho,Wo,Cout] from x [N,H,W,Cin]."""
     y_shape = gemm.output_shape(x.shape, kernel.shape, geometry)
     choice = _pass_choice("forward", impl, x.dtype, x.shape, y_shape)
+    if choice == "float32":
+        return _correlate(x.astype(jnp.float32), kernel, geometry, impl).astype(x.dtype)
     if choice in gemm.FORMS:
         return gemm.correlate(x, kernel, geometry, choice)
     return _native_correlate(x, kernel.astype(x.dtype), geometry)
@@ -215,6 +220,9 @@ def _correlate_input_grad(
 ) -> jax.Array:
     """dx [N,H,W,Cin] from dy [N,Ho,Wo,Cout]."""
     choice = _pass_choice("input_grad", impl, dy.dtype, x_shape, dy.shape)
+    if choice == "float32":
+        dx = _correlate_input_grad(dy.astype(jnp.float32), kernel, geometry, x_shape, impl)
+        return dx.astype(dy.dtype)
     if choice in gemm.FORMS:
         return gemm.correlate_input_grad(dy, kernel, geometry, x_shape, choice)
     kernel = kernel.astype(dy.dtype)
@@ -228,6 +236,9 @@ def _correlate_kernel_grad(
 ) -> jax.Array:
     """dkernel [kh,kw,Cin,Cout] (float32) from x [N,H,W,Cin] and dy [N,Ho,Wo,Cout]."""
     choice = _pass_choice("kernel_grad", impl, dy.dtype, x.shape, dy.shape)
+    if choice == "float32":
+        x, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
+        return _correlate_kernel_grad(x, dy, geometry, kernel_shape, impl)
     if choice in gemm.FORMS:
         return gemm.correlate_kernel_grad(x, dy, geometry, kernel_shape, choice)
     x = x.astype(dy.dtype)
