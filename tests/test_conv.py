@@ -68,6 +68,7 @@ def bfloat16_products(request, monkeypatch) -> None:
     if request.param == "taps":
         monkeypatch.setattr(conv, "BF16_TAPS_MIN_CHANNEL_PRODUCT", 0)
         monkeypatch.setattr(conv, "BF16_TAPS_MIN_PIXELS", dict.fromkeys(conv.PASSES, 0))
+        monkeypatch.setattr(conv, "BF16_TAPS_MIN_COUT", dict.fromkeys(conv.PASSES, 0))
 
 
 GEOMETRIES = pytest.mark.parametrize(
@@ -165,9 +166,11 @@ def test_bfloat16_products_run_where_they_pay():
     """Wide layers' bfloat16 passes are matrix products; the image layers' run on float32
     copies, and float32 keeps its own choice."""
     wide = ((16, 32, 32, 128), (16, 16, 16, 256))
+    thin_output = ((16, 32, 32, 256), (16, 32, 32, 64))
     image = ((16, 128, 128, 3), (16, 64, 64, 64))
     for kind in conv.PASSES:
         assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *wide) == "taps"
+        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *thin_output) == "native"
         assert conv._pass_choice(kind, "hybrid", jnp.float32, *wide) == "native"
         assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *image) == "float32"
         thin_gradient = "native" if kind == "forward" else "strided"

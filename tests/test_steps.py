@@ -161,6 +161,7 @@ def test_bfloat16_matrix_products_train_close_to_float32(tiny_config, monkeypatc
     whole GAN step."""
     monkeypatch.setattr(conv, "BF16_TAPS_MIN_CHANNEL_PRODUCT", 0)
     monkeypatch.setattr(conv, "BF16_TAPS_MIN_PIXELS", dict.fromkeys(conv.PASSES, 0))
+    monkeypatch.setattr(conv, "BF16_TAPS_MIN_COUT", dict.fromkeys(conv.PASSES, 0))
     _assert_finite_and_close_to_float32(tiny_config, "bfloat16")
 
 

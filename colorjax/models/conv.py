@@ -26,13 +26,14 @@ Implementations (``impl``):
     over the space-to-depth input (~1.5x faster on XLA:CPU).
   - bfloat16: XLA:CPU runs bfloat16 convolutions in float32, but bfloat16 matrix products
     (float32 accumulation) on the CPU's bfloat16 units, 3-5x faster than float32 ones. So a
-    pass whose Cin * Cout is at least ``BF16_TAPS_MIN_CHANNEL_PRODUCT`` and whose strided
-    side has at least ``BF16_TAPS_MIN_PIXELS`` pixels is a matrix product in gemm's folded
-    ``taps`` form; on smaller maps it is the float32 choice (there the ``strided`` product,
-    in bfloat16). A narrower pass (the image input and output layers, the narrow wide maps,
-    where the folded forms' data movement costs more than the products save) runs the
-    float32 choice on float32 copies of its operands: XLA:CPU's float32 patch copies are
-    cheaper than its bfloat16 ones, and its bfloat16 convolutions run in float32 anyway.
+    pass whose Cin * Cout is at least ``BF16_TAPS_MIN_CHANNEL_PRODUCT``, whose strided side
+    has at least ``BF16_TAPS_MIN_PIXELS`` pixels and Cout at least ``BF16_TAPS_MIN_COUT``
+    channels is a matrix product in gemm's folded ``taps`` form; otherwise it is the float32
+    choice (on small maps the ``strided`` product, in bfloat16). A pass below the channel
+    product (the image input and output layers, the narrow wide maps, where the folded
+    form's data movement costs more than the products save) runs the float32 choice on
+    float32 copies of its operands: XLA:CPU's float32 patch copies are cheaper than its
+    bfloat16 ones, and its bfloat16 convolutions run in float32 anyway.
 
   Like im2col, these matrix products and 2x2 correlations also multiply the zero padding,
   which XLA's FLOP count of its own convolutions leaves out: 3% more counted FLOPs at 32x32,
@@ -76,6 +77,9 @@ BF16_TAPS_MIN_CHANNEL_PRODUCT = 2**14
 # take the float32 choice, a strided matrix product). Measured on the pix2pix_unet128 and
 # cbsd_cpu layers at batch 16.
 BF16_TAPS_MIN_PIXELS = {"forward": 4, "input_grad": 64, "kernel_grad": 16}
+# ... and Cout at least this (by pass: the gradients' products are too thin below; e.g. the
+# 3x3 convolutions to 128 or 64 channels of cbsd_cpu's decoder).
+BF16_TAPS_MIN_COUT = {"forward": 128, "input_grad": 256, "kernel_grad": 256}
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -197,7 +201,7 @@ def _pass_choice(kind: str, impl: str, dtype: jnp.dtype, x_shape: Shape, y_shape
     if dtype == jnp.bfloat16:
         if x_shape[3] * y_shape[3] < BF16_TAPS_MIN_CHANNEL_PRODUCT:
             return "float32"
-        if pixels >= BF16_TAPS_MIN_PIXELS[kind]:
+        if pixels >= BF16_TAPS_MIN_PIXELS[kind] and y_shape[3] >= BF16_TAPS_MIN_COUT[kind]:
             return "taps"
     small_map = pixels <= GEMM_MAX_PIXELS
     thin_input = x_shape[3] <= GEMM_MAX_CHANNELS and kind != "forward"
