@@ -117,7 +117,9 @@ def test_every_convolution_goes_through_conv_module_in_compute_dtype(monkeypatch
     abstract_variables(PatchDiscriminator(**TINY_D, conv_impl="probe"), (1, 16, 16, 3))
     bf16, f32 = jnp.dtype("bfloat16"), jnp.dtype("float32")
     generator_convs = 2 * TINY_G["depth"]  # encoder, decoder and output
-    assert calls == [("probe", bf16, bf16)] * generator_convs + [("probe", f32, f32)] * 3
+    # the input in the compute dtype; the kernel as the float32 parameter, which the
+    # convolution casts (and whose gradient it returns in float32)
+    assert calls == [("probe", bf16, f32)] * generator_convs + [("probe", f32, f32)] * 3
 
 
 # ---- generator behaviour ----
