@@ -175,16 +175,25 @@ def method_metrics(
     return {key: values[key] for key in METRICS}
 
 
+def method_scores(
+    outputs: Sequence[np.ndarray], images: Images, truths: Sequence[Mapping[str, float]]
+) -> list[dict[str, float]]:
+    """``method_metrics`` of one method's uint8 ``outputs`` against ``images``, whose
+    ``ground_truth_metrics`` are ``truths`` (computed once for every method scored on them)."""
+    return [
+        method_metrics(output / 255.0, rgb / 255.0, truth)
+        for output, (_, rgb), truth in zip(outputs, images, truths, strict=True)
+    ]
+
+
 def score(outputs: Mapping[str, Sequence[np.ndarray]], images: Images) -> dict:
     """The results structure (module docstring) of outputs from ``colorize_all``."""
-    per_image = []
-    for index, (name, rgb) in enumerate(images):
-        target = rgb / 255.0
-        truth = ground_truth_metrics(target)
-        entry: dict[str, Any] = {"name": name, GROUND_TRUTH: truth}
-        for method, outs in outputs.items():
-            entry[method] = method_metrics(outs[index] / 255.0, target, truth)
-        per_image.append(entry)
+    truths = [ground_truth_metrics(rgb / 255.0) for _, rgb in images]
+    scores = {method: method_scores(outs, images, truths) for method, outs in outputs.items()}
+    per_image: list[dict[str, Any]] = [
+        {"name": name, GROUND_TRUTH: truth, **{m: scores[m][i] for m in outputs}}
+        for i, ((name, _), truth) in enumerate(zip(images, truths, strict=True))
+    ]
     return {
         "mean": {m: metrics.mean_metrics([entry[m] for entry in per_image]) for m in outputs},
         GROUND_TRUTH: metrics.mean_metrics([e[GROUND_TRUTH] for e in per_image]),
