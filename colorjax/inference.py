@@ -12,9 +12,9 @@ import dataclasses
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import flax.serialization
 import jax
@@ -30,6 +30,7 @@ from colorjax.steps import make_generate
 BUNDLE_CONFIG = "generator.json"
 BUNDLE_WEIGHTS = "generator.msgpack"
 RENDER_SCALE = 2  # default render size: this many times the training size
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -89,10 +90,16 @@ class Colorizer:
         return ab
 
     def colorize(
-        self, image: np.ndarray | Image.Image, *, render_size: int | None = None, flip: bool = False
+        self,
+        image: np.ndarray | Image.Image,
+        *,
+        render_size: int | None = None,
+        flip: bool = False,
+        chroma: float = 1.0,
     ) -> np.ndarray:
-        """RGB uint8 [H,W,3] colorization of ``image`` (any size, mode or bit depth)."""
-        return self.colorize_many([image], render_size=render_size, flip=flip)[0]
+        """RGB uint8 [H,W,3] colorization of ``image`` (any size, mode or bit depth);
+        ``chroma`` multiplies the predicted a*b* (0: gray, above 1: more colourful)."""
+        return self.colorize_many([image], render_size=render_size, flip=flip, chroma=chroma)[0]
 
     def colorize_many(
         self,
@@ -101,21 +108,51 @@ class Colorizer:
         render_size: int | None = None,
         flip: bool = False,
         batch_size: int = 8,
+        chroma: float = 1.0,
     ) -> list[np.ndarray]:
         """Colorize several images, batching those that share a render shape."""
         lightness = [full_resolution_l(as_rgb(image)) for image in images]
-        groups: dict[tuple, list[int]] = {}
-        for index, l in enumerate(lightness):
-            groups.setdefault(self.render_shape(*l.shape, render_size), []).append(index)
+        shapes = ((i, self.render_shape(*l.shape, render_size)) for i, l in enumerate(lightness))
         results: list[np.ndarray | None] = [None] * len(images)
-        for shape, indices in groups.items():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                small = np.stack([resize_plane(lightness[i], shape) for i in chunk])
-                ab = self.predict_ab(np.asarray(color.normalize_l(small))[..., None], flip)
-                for i, ab_small in zip(chunk, ab, strict=True):
-                    results[i] = recombine(lightness[i], ab_small)
+        for shape, chunk in batches_by_shape(shapes, batch_size):
+            small = [resize_plane(lightness[i], shape) for i in chunk]
+            ab = self.predict_ab(network_input(small), flip)
+            for i, ab_small in zip(chunk, ab, strict=True):
+                results[i] = recombine(lightness[i], ab_small, chroma)
         return results
+
+
+def batches_by_shape(
+    items: Iterable[tuple[T, Hashable]], batch_size: int, max_pending: int | None = None
+) -> Iterator[tuple[Hashable, list[T]]]:
+    """(shape, items) batches of at most ``batch_size`` items sharing a shape, from
+    (item, shape) pairs consumed lazily.
+
+    A batch is yielded as soon as it is full; once more than ``max_pending`` items wait for
+    their batch to fill, the largest partial batch goes early; the rest go at the end.
+    """
+    pending: dict[Hashable, list[T]] = {}
+    waiting = 0
+    for item, shape in items:
+        pending.setdefault(shape, []).append(item)
+        waiting += 1
+        ready = shape
+        if len(pending[shape]) < batch_size:
+            if max_pending is None or waiting <= max_pending:
+                continue
+            ready = max(pending, key=lambda s: len(pending[s]))
+        waiting -= len(pending[ready])
+        yield ready, pending.pop(ready)
+    yield from pending.items()
+
+
+def network_input(lightness: Sequence[np.ndarray], pad_to: int = 0) -> np.ndarray:
+    """The generator's input [B,h,w,1] for render-size L planes (0..100) of one shape; gray
+    planes pad it to ``pad_to`` rows, so that every batch of a run has one compiled shape."""
+    batch = np.asarray(color.normalize_l(np.stack(lightness)), np.float32)[..., None]
+    if len(batch) >= pad_to:
+        return batch
+    return np.concatenate([batch, np.zeros((pad_to - len(batch), *batch.shape[1:]), np.float32)])
 
 
 def as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
@@ -198,10 +235,12 @@ def resize_plane(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize((shape[1], shape[0]), method), np.float32)
 
 
-def recombine(lightness: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-    """Full-size L with network ab upsampled to it -> RGB uint8."""
+def recombine(lightness: np.ndarray, ab_small: np.ndarray, chroma: float = 1.0) -> np.ndarray:
+    """Full-size L with network ab (times ``chroma``) upsampled to it -> RGB uint8; colours
+    outside the sRGB gamut are clipped."""
     shape = lightness.shape
-    a, b = (resize_plane(ab_small[..., c] * np.float32(color.AB_SCALE), shape) for c in range(2))
+    scale = np.float32(color.AB_SCALE * chroma)
+    a, b = (resize_plane(ab_small[..., c] * scale, shape) for c in range(2))
     rgb = np.empty((*shape, 3), np.uint8)
     for top in range(0, shape[0], ROWS_PER_CHUNK):
         rows = slice(top, top + ROWS_PER_CHUNK)

@@ -45,6 +45,24 @@ def tiny_config() -> Config:
 
 
 @pytest.fixture(scope="module")
+def colorizer():
+    """A random tiny generator (depth 3, 4 features) as a Colorizer rendering at 32 px."""
+    import jax
+    import numpy as np
+
+    from colorjax import inference
+    from colorjax.config import ModelConfig
+    from colorjax.models.unet import generator_from_config
+
+    model = ModelConfig(depth=3, features=4, norm="batch", dropout=0.0, upsample="resize_conv")
+    variables = generator_from_config(model).init(
+        jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32), train=False
+    )
+    params = variables.pop("params")
+    return inference.Colorizer(model, params, dict(variables), render_size=32)
+
+
+@pytest.fixture(scope="module")
 def fast_compilation():
     """Skip most XLA optimisations in a module where compile time matters more than speed."""
     import jax

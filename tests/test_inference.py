@@ -1,31 +1,12 @@
 """Any-size colorization, model loading and export."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax import color, inference, viz
-from colorjax.config import ModelConfig
+from colorjax import color, evaluation, inference, viz
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
-ROOT = Path(__file__).parents[1]
-
-
-@pytest.fixture(scope="module")
-def colorizer():
-    model = ModelConfig(depth=3, features=4, norm="batch", dropout=0.0, upsample="resize_conv")
-    from colorjax.models.unet import generator_from_config
-
-    variables = generator_from_config(model).init(
-        jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32), train=False
-    )
-    params = variables.pop("params")
-    return inference.Colorizer(model, params, dict(variables), render_size=32)
 
 
 def _photo(height=45, width=70, seed=0):
@@ -89,55 +70,6 @@ def test_export_round_trip_gives_identical_output(colorizer, tmp_path):
         inference.load_bundle(tmp_path)
 
 
-def test_colorize_cli_skips_bad_inputs_and_protects_files(colorizer, tmp_path):
-    inference.export_bundle(colorizer, tmp_path / "model")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(_photo()).save(photos / "a.jpg")
-    Image.fromarray(_photo(seed=1)).convert("L").save(photos / "b.png")
-    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    out = tmp_path / "out"
-    (out).mkdir()
-    Image.fromarray(_photo(seed=2)).save(out / "b.png")
-    command = [
-        sys.executable,
-        "-m",
-        "experiments.colorize",
-        "--model",
-        str(tmp_path / "model"),
-        str(photos),
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert "broken.jpg" in result.stderr and "--overwrite" in result.stderr
-    assert Image.open(out / "a.png").size == (70, 45)
-    assert np.array_equal(np.asarray(Image.open(out / "b.png")), _photo(seed=2))
-    result = subprocess.run(
-        [*command, "--overwrite"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
-    )
-    assert not np.array_equal(np.asarray(Image.open(out / "b.png")), _photo(seed=2))
-    result = subprocess.run(
-        [*command[:-2], "--out", str(photos)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin"},
-    )
-    assert "overwrite an input" in result.stderr
-
-
 def test_full_resolution_fast_path_matches_color_module():
     rgb = np.random.default_rng(3).integers(0, 256, (300, 20, 3), dtype=np.uint8)
     lab = np.array(color.rgb_to_lab(rgb / 255.0))
@@ -168,3 +100,44 @@ def test_showcase_lays_out_input_beside_and_colorized(colorizer, tmp_path):
     assert figure.shape[0] == viz.TITLE_HEIGHT + 2 * 50 + 3 * viz.PAD
     with pytest.raises(SystemExit):
         showcase.main([*map(str, photos), *argv, "--beside", str(other)])
+
+
+def test_chroma_zero_is_the_gray_image_and_one_the_predicted_colour(colorizer):
+    photo = _photo()
+    lightness = inference.full_resolution_l(photo)
+    small = inference.resize_plane(lightness, colorizer.render_shape(*lightness.shape))
+    ab = colorizer.predict_ab(inference.network_input([small]))[0] * color.AB_SCALE
+    upsampled = [inference.resize_plane(ab[..., c], lightness.shape) for c in range(2)]
+    lab = np.stack([lightness, *upsampled], axis=-1)
+    predicted = np.round(np.asarray(color.lab_to_rgb(lab)) * 255)
+    assert np.abs(colorizer.colorize(photo, chroma=1.0) - predicted).max() <= 1
+    gray = colorizer.colorize(photo, chroma=0.0).astype(int)
+    assert np.abs(gray - evaluation.gray_baseline(photo)).max() <= 1
+    assert np.abs(gray.max(axis=-1) - gray.min(axis=-1)).max() <= 1
+    # the tiny network's colours are faint: scale them well above uint8 rounding to compare
+    chroma = [np.hypot(*_ab_of(colorizer.colorize(photo, chroma=k))).mean() for k in (20, 40)]
+    assert 1.8 < chroma[1] / chroma[0] < 2.2
+
+
+def _ab_of(rgb: np.ndarray) -> np.ndarray:
+    return np.moveaxis(np.asarray(color.rgb_to_lab(rgb / 255.0))[..., 1:], -1, 0)
+
+
+def test_batches_by_shape_fill_up_and_bound_what_waits():
+    shapes = list("aabacab")
+    batches = list(inference.batches_by_shape(zip(range(7), shapes, strict=True), batch_size=2))
+    assert batches == [("a", [0, 1]), ("a", [3, 5]), ("b", [2, 6]), ("c", [4])]
+    shapes = np.random.default_rng(0).choice(list("abcde"), 200).tolist()
+    consumed = []
+
+    def items():
+        for i, shape in enumerate(shapes):
+            consumed.append(i)
+            yield i, shape
+
+    done = []
+    for shape, batch in inference.batches_by_shape(items(), 4, max_pending=6):
+        assert len(batch) <= 4 and {shapes[i] for i in batch} == {shape}
+        done += batch
+        assert len(consumed) - len(done) <= 6  # what waits for its batch stays bounded
+    assert sorted(done) == list(range(200))
