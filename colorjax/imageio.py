@@ -4,10 +4,10 @@ The input pipeline and inference both decode through ``decode_image``, so a phot
 network the same way in training and in use. Every way an image can fail is reported as an
 ``ImageDecodeError`` whose ``reason`` is a short fixed string (see ``REASONS``).
 
-Conversions: EXIF orientation is applied; CMYK, palette (with or without transparency), YCbCr
-and the like go through Pillow's RGB conversion; alpha is dropped; grayscale becomes RGB with
-zero chroma; 16-bit grayscale is scaled by 255/65535 (16-bit colour PNGs are read by Pillow as
-their high byte).
+Conversions: EXIF orientation is applied (``load_photo`` also returns the rest of the EXIF,
+for outputs); CMYK, palette (with or without transparency), YCbCr and the like go through
+Pillow's RGB conversion; alpha is dropped; grayscale becomes RGB with zero chroma; 16-bit
+grayscale is scaled by 255/65535 (16-bit colour PNGs are read by Pillow as their high byte).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -37,6 +37,39 @@ _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA", "P")  # P: only when it has tr
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _PROBE_SIDE = 128  # probe_image decodes JPEGs at about this size (DCT scaling)
+# Tags that describe the stored pixels (layout, orientation, colour profile), not the photo:
+# a decoded photo no longer has them, so they are not carried over to what is made of it.
+_PIXEL_LAYOUT_TAGS = frozenset(
+    ExifTags.Base[name]
+    for name in (
+        "NewSubfileType",
+        "ImageWidth",
+        "ImageLength",
+        "BitsPerSample",
+        "Compression",
+        "PhotometricInterpretation",
+        "StripOffsets",
+        "Orientation",
+        "SamplesPerPixel",
+        "RowsPerStrip",
+        "StripByteCounts",
+        "PlanarConfiguration",
+        "Predictor",
+        "ColorMap",
+        "TileWidth",
+        "TileLength",
+        "TileOffsets",
+        "TileByteCounts",
+        "ExtraSamples",
+        "SampleFormat",
+        "JpegIFOffset",
+        "JpegIFByteCount",
+        "YCbCrCoefficients",
+        "YCbCrSubSampling",
+        "YCbCrPositioning",
+        "InterColorProfile",
+    )
+)
 
 
 class ImageDecodeError(ValueError):
@@ -115,6 +148,26 @@ def decode_image(data: bytes, name: str = "") -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """The image file at ``path`` as uint8 [H, W, 3] RGB."""
     return decode_image(Path(path).read_bytes(), name=str(path))
+
+
+def photo_exif(img: Image.Image) -> bytes | None:
+    """The EXIF block of ``img`` (date, camera, ...) for a picture made from its decoded
+    pixels: without orientation (already applied) and the stored-pixel layout tags; None when
+    nothing is left or the block cannot be read. Call it after decoding: it edits the image's
+    EXIF in place."""
+    try:
+        exif = img.getexif()
+        for tag in _PIXEL_LAYOUT_TAGS:
+            exif.pop(tag, None)
+        return exif.tobytes() if len(exif) else None
+    except Exception:  # damaged metadata never costs the photo itself
+        return None
+
+
+def load_photo(path: str | os.PathLike) -> tuple[np.ndarray, bytes | None]:
+    """The image file at ``path`` as uint8 [H, W, 3] RGB, and its ``photo_exif``."""
+    with _open(Path(path).read_bytes(), str(path)) as img:
+        return _decode(img, str(path)), photo_exif(img)
 
 
 def mean_chroma(rgb: np.ndarray) -> float:
