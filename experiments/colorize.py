@@ -1,43 +1,42 @@
 """Colorize photos: ``python -m experiments.colorize [--workdir RUN | --model DIR] INPUT...``.
 
-Outputs go to ``--out DIR`` as PNG. INPUT is any mix of files, folders (searched
-recursively) and glob patterns. Without ``--workdir`` or ``--model`` the generator shipped in
-``weights/`` is used.
+INPUT is any mix of files, folders (searched recursively) and glob patterns. Results go to
+``--out DIR`` as PNG (or ``--format jpg|webp``) with the input's EXIF (date, camera; the
+orientation is already applied). Output paths are planned before anything is written:
+inputs whose outputs would coincide keep their folders and, where needed, their extension
+(``a/x.jpg b/x.jpg b/x.png`` -> ``a/x.png b/x_jpg.png b/x_png.png``); existing files are
+replaced only with ``--overwrite``, inputs never. Without ``--workdir`` or ``--model`` the
+generator shipped in ``weights/`` is used.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from experiments.cli import run_cli
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+RENDER_SIZE_HELP = (
+    "longest side in pixels at which colour is predicted, then upsampled onto the photo's "
+    "full-resolution lightness (rounded to a multiple of the model's downsampling; default: "
+    "the model's, 256 for the shipped one). The trade-off of DeOldify's render factor: "
+    "smaller gives calmer, more consistent colour but blurs colour over small objects; "
+    "larger resolves finer coloured detail but the colours get patchier and less stable, "
+    "the more so the further it is above the model's training size"
+)
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[tuple[Path, Path]]:
-    """(image path, output name relative to --out) for every input; missing ones are errors."""
-    from colorjax.imageio import IMAGE_EXTENSIONS
+def _bounded(kind: Callable[[str], float], low: float, name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {low}, got {text}")
+        return value
 
-    found: list[tuple[Path, Path]] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            found += [(p, p.relative_to(path).with_suffix(".png")) for p in files]
-        elif path.is_file():
-            found.append((path, Path(path.name).with_suffix(".png")))
-        else:
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-            if not matches:
-                raise FileNotFoundError(f"no such file, folder or matching glob: {pattern}")
-            found += [(p, Path(p.name).with_suffix(".png")) for p in matches if p.is_file()]
-    return found
+    return parse
 
 
 def add_weights_arg(parser: argparse.ArgumentParser) -> None:
@@ -96,57 +95,96 @@ def load_colorizer(
     return colorizer.with_temperature(temperature)
 
 
-def plan_outputs(
-    inputs: list[tuple[Path, Path]], out: Path, overwrite: bool
-) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(input, output) pairs to do, and messages for the ones skipped to protect files."""
-    sources = {p.resolve() for p, _ in inputs}
-    todo, skipped = [], []
-    for path, name in inputs:
-        target = out / name
-        if target.resolve() in sources:
-            skipped.append(f"{path}: the output would overwrite an input; choose another --out")
-        elif target.exists() and not overwrite:
-            skipped.append(f"{path}: {target} exists (use --overwrite to replace it)")
-        else:
-            todo.append((path, target))
-    return todo, skipped
+def add_rendering_args(parser: argparse.ArgumentParser) -> None:
+    """How each photo is colorized: ``--render-size``, ``--chroma``, ``--flip``."""
+    group = parser.add_argument_group("colour")
+    group.add_argument(
+        "--render-size", type=_bounded(int, 1, "--render-size"), help=RENDER_SIZE_HELP
+    )
+    group.add_argument(
+        "--chroma",
+        type=_bounded(float, 0.0, "--chroma"),
+        default=1.0,
+        help="multiplier on the predicted colour (a*b*): 0 gray, below 1 more muted, above 1 "
+        "more colourful; colours beyond sRGB are clipped (default: 1)",
+    )
+    group.add_argument("--flip", action="store_true", help="average with the mirrored photo")
+
+
+def rendering_options(args: argparse.Namespace) -> dict:
+    """The ``add_rendering_args`` values as keyword arguments of ``colorize_files``."""
+    return {"render_size": args.render_size, "chroma": args.chroma, "flip": args.flip}
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """Where and how results are written: ``--out``, ``--format``, ``--quality``,
+    ``--overwrite``."""
+    from colorjax.encode import DEFAULT_QUALITY, FORMATS
+
+    group = parser.add_argument_group("output")
+    group.add_argument("--out", default="colorized", help="output folder (default: colorized)")
+    group.add_argument("--format", choices=list(FORMATS), default="png", help="default: png")
+    group.add_argument(
+        "--quality",
+        type=int,
+        help=f"jpg/webp quality, 1-100 (default: {DEFAULT_QUALITY}); png is lossless",
+    )
+    group.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_speed_args(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size`` and ``--workers``."""
+    group = parser.add_argument_group("speed")
+    group.add_argument(
+        "--batch-size",
+        type=_bounded(int, 1, "--batch-size"),
+        default=4,
+        help="photos of one render shape per network call (default: 4; same pixels at any)",
+    )
+    group.add_argument(
+        "--workers",
+        type=_bounded(int, 1, "--workers"),
+        default=2,
+        help="threads decoding ahead, and threads writing behind (default: 2 each)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     add_model_args(parser)
-    parser.add_argument("--out", default="colorized", help="output folder (default: colorized)")
-    parser.add_argument("--render-size", type=int, help="longest side at which ab is predicted")
-    parser.add_argument("--flip", action="store_true", help="average with the mirrored input")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--batch-size", type=int, default=4)
+    add_rendering_args(parser)
+    add_output_args(parser)
+    add_speed_args(parser)
     args = parser.parse_args(argv)
 
-    from colorjax import imageio, viz
+    from colorjax import batch_colorize, encode, output_plan
 
     try:
+        fmt = encode.OutputFormat(args.format, args.quality)
+        sources = output_plan.find_inputs(args.inputs)
+        plan = output_plan.plan_outputs(sources, Path(args.out), fmt.suffix, args.overwrite)
         colorizer = load_colorizer(
             args.workdir, args.model, args.step, args.weights, args.temperature
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (ValueError, OSError) as err:
         parser.error(str(err))
-    todo, problems = plan_outputs(expand_inputs(args.inputs), Path(args.out), args.overwrite)
-    written = 0
-    for path, target in tqdm(todo, unit="image", disable=len(todo) < 2):
-        try:
-            image = imageio.load_image(path)
-        except (imageio.ImageDecodeError, OSError) as err:
-            problems.append(f"{path}: {err}")
-            continue
-        rgb = colorizer.colorize(image, render_size=args.render_size, flip=args.flip)
-        viz.save_png(rgb, target)
-        written += 1
-    for problem in problems:
-        print(f"skipped {problem}", file=sys.stderr)
-    print(f"wrote {written} image(s) to {args.out}; skipped {len(problems)}")
-    return 1 if problems and not written else 0
+    report = batch_colorize.Report()
+    if plan.jobs:
+        report = batch_colorize.colorize_files(
+            colorizer,
+            plan.jobs,
+            **rendering_options(args),
+            fmt=fmt,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=len(plan.jobs) > 1,
+        )
+    skipped = plan.skipped + report.skipped
+    for item in skipped:
+        print(f"skipped {item}", file=sys.stderr)
+    print(f"wrote {len(report.written)} image(s) to {args.out}; skipped {len(skipped)}")
+    return 1 if skipped and not report.written else 0
 
 
 if __name__ == "__main__":

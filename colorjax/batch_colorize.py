@@ -1,0 +1,134 @@
+"""Colorize many photo files: decode ahead, batch by render shape, write behind.
+
+    plan = plan_outputs(find_inputs(["scans/"]), Path("out"), ".png", overwrite=False)
+    report = colorize_files(colorizer, plan.jobs, batch_size=8, progress=True)
+    report.written, report.skipped
+
+Three stages overlap: a thread pool reads and decodes photos ahead of the network (their
+full-resolution L and its render-size version); the calling thread runs the generator on
+batches of photos that share a render shape (padded to ``batch_size``, so that each shape
+compiles once); a second pool recombines every photo at full size, encodes and writes it.
+The queues between the stages are bounded: about ``5 * batch_size + 2 * workers`` photos at
+most are held at once, however many files there are.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from colorjax import encode, imageio, inference
+from colorjax.inference import Colorizer
+from colorjax.output_plan import Job, Skipped
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass
+class Report:
+    """What a run produced: the files written and the inputs skipped (with why)."""
+
+    written: list[Path] = dataclasses.field(default_factory=list)
+    skipped: list[Skipped] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Decoded:
+    job: Job
+    lightness: np.ndarray  # full resolution, 0..100
+    small: np.ndarray  # at the render shape
+    exif: bytes | None
+
+
+def _decode(job: Job, colorizer: Colorizer, render_size: int | None) -> _Decoded | Skipped:
+    try:
+        rgb, exif = imageio.load_photo(job.source)
+    except imageio.ImageDecodeError as err:
+        return Skipped(job.source, str(err).removeprefix(f"{err.name}: "))
+    except OSError as err:
+        return Skipped(job.source, f"cannot read it: {err.strerror or err}")
+    lightness = inference.full_resolution_l(rgb)
+    shape = colorizer.render_shape(*lightness.shape, render_size)
+    return _Decoded(job, lightness, inference.resize_plane(lightness, shape), exif)
+
+
+def _write(
+    decoded: _Decoded, ab_small: np.ndarray, chroma: float, fmt: encode.OutputFormat
+) -> Path | Skipped:
+    rgb = inference.recombine(decoded.lightness, ab_small, chroma)
+    target = decoded.job.target
+    try:
+        return encode.write_image(rgb, target, fmt, decoded.exif)
+    except (OSError, ValueError) as err:
+        return Skipped(decoded.job.source, f"cannot write {target}: {err}")
+
+
+def _in_order(pool: Executor, fn: Callable[[T], R], items: Iterable[T], ahead: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``pool``, at most ``ahead`` calls submitted and not yet
+    consumed; results in the order of ``items``."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def colorize_files(
+    colorizer: Colorizer,
+    jobs: Sequence[Job],
+    *,
+    render_size: int | None = None,
+    flip: bool = False,
+    chroma: float = 1.0,
+    fmt: encode.OutputFormat = encode.PNG,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = False,
+) -> Report:
+    """Colorize every job's source into its target (as ``fmt``, with the source's EXIF);
+    ``render_size``, ``flip`` and ``chroma`` as in ``Colorizer.colorize``. A file that cannot
+    be read, decoded or written is skipped with its reason; the others are still done."""
+    report = Report()
+    bar = tqdm(total=len(jobs), unit="image", disable=not progress, dynamic_ncols=True)
+
+    def finish(result: Path | Skipped) -> None:
+        (report.skipped if isinstance(result, Skipped) else report.written).append(result)
+        bar.update()
+
+    def decoded_with_shapes(results: Iterable[_Decoded | Skipped]):
+        for result in results:
+            if isinstance(result, Skipped):
+                finish(result)
+            else:
+                yield result, result.small.shape
+
+    decode = functools.partial(_decode, colorizer=colorizer, render_size=render_size)
+    rows = min(batch_size, len(jobs))  # every network call has this batch size
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
+        ThreadPoolExecutor(workers, thread_name_prefix="write") as writers,
+    ):
+        decoded = decoded_with_shapes(_in_order(readers, decode, jobs, batch_size + workers))
+        writes: collections.deque = collections.deque()
+        for _, batch in inference.batches_by_shape(decoded, batch_size, 2 * batch_size):
+            network_l = inference.network_input([d.small for d in batch], pad_to=rows)
+            ab = colorizer.predict_ab(network_l, flip)[: len(batch)]
+            for item, ab_small in zip(batch, ab, strict=True):
+                writes.append(writers.submit(_write, item, ab_small, chroma, fmt))
+            while len(writes) > batch_size + workers:
+                finish(writes.popleft().result())
+        while writes:
+            finish(writes.popleft().result())
+    bar.close()
+    return report
