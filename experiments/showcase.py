@@ -3,10 +3,11 @@
     python -m experiments.showcase --out imgs/historical_bw.png PHOTO...
     python -m experiments.showcase PHOTO1 PHOTO2 --out imgs/seed_comparison.png \\
         --beside OTHER1.png OTHER2.png --beside-title "other model"
+    python -m experiments.showcase PHOTO --render-size 128 256 512 --out imgs/render_sizes.png
 
 Each photo is shown as the gray input, then (with ``--beside``, one file per photo, in the
-same order) another colorization of it, then this model's. The model is the shipped one
-unless ``--workdir`` or ``--model`` names another.
+same order) another colorization of it, then this model's (one per ``--render-size``). The
+model is the shipped one unless ``--workdir`` or ``--model`` names another.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.colorize import add_model_args, expand_inputs, load_colorizer
+from experiments.colorize import RENDER_SIZE_HELP, add_model_args, load_colorizer
 
 
 def photo_cells(
-    gray: np.ndarray, colorized: np.ndarray, beside: np.ndarray | None, height: int
+    gray: np.ndarray, colorized: Sequence[np.ndarray], beside: np.ndarray | None, height: int
 ) -> list[np.ndarray]:
-    """The cells of one photo, each ``height`` pixels tall: input, [beside], colorized."""
+    """The cells of one photo, each ``height`` pixels tall: input, [beside], colorized..."""
     from colorjax import viz
 
-    cells = [gray] + ([] if beside is None else [beside]) + [colorized]
+    cells = [gray] + ([] if beside is None else [beside]) + list(colorized)
     return [viz.resize_to_height(cell, height) for cell in cells]
 
 
@@ -49,16 +50,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_model_args(parser)
     parser.add_argument("--beside", nargs="+", help="another colorization of each PHOTO")
     parser.add_argument("--beside-title", default="other", help="title of the --beside column")
-    parser.add_argument("--render-size", type=int, help="longest side at which ab is predicted")
+    parser.add_argument(
+        "--render-size", type=int, nargs="+", help=f"one column per size: {RENDER_SIZE_HELP}"
+    )
     parser.add_argument("--height", type=int, default=200, help="height of every cell")
     parser.add_argument("--per-row", type=int, default=1, help="photos per grid row")
     args = parser.parse_args(argv)
 
-    photos = [path for path, _ in expand_inputs(args.inputs)]
+    from colorjax import evaluation, imageio, viz
+    from colorjax.output_plan import find_inputs
+
+    photos = [source.path for source in find_inputs(args.inputs)]
     if args.beside is not None and len(args.beside) != len(photos):
         parser.error(f"--beside names {len(args.beside)} files for {len(photos)} photos")
-
-    from colorjax import evaluation, imageio, viz
+    render_sizes = args.render_size or [None]
 
     colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights, args.temperature)
     cells = []
@@ -66,9 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         rgb = imageio.load_image(path)
         gray = evaluation.gray_baseline(rgb)
         beside = None if args.beside is None else imageio.load_image(args.beside[index])
-        colorized = colorizer.colorize(rgb, render_size=args.render_size)
+        colorized = [colorizer.colorize(rgb, render_size=size) for size in render_sizes]
         cells.append(photo_cells(gray, colorized, beside, args.height))
-    titles = ["input"] + ([] if args.beside is None else [args.beside_title]) + ["colorjax"]
+    titles = ["input"] + ([] if args.beside is None else [args.beside_title])
+    titles += [f"render {size}" for size in args.render_size or []] or ["colorjax"]
     path = viz.save_png(showcase_grid(cells, args.per_row, titles), args.out)
     print(f"wrote {path} ({len(photos)} photos)")
 
