@@ -22,6 +22,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -31,6 +32,14 @@ from colorjax.output_plan import Job, Skipped
 
 T = TypeVar("T")
 R = TypeVar("R")
+# On CPU a batch costs more per photo than single photos (bigger activations than the caches
+# hold: measured with experiments.bench --only colorize); accelerators gain from batches.
+CPU_BATCH_SIZE, ACCELERATOR_BATCH_SIZE = 1, 8
+
+
+def default_batch_size() -> int:
+    """Photos per network call unless told otherwise: 1 on CPU, 8 on GPU/TPU."""
+    return CPU_BATCH_SIZE if jax.default_backend() == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
 @dataclasses.dataclass
@@ -92,33 +101,35 @@ def colorize_files(
     flip: bool = False,
     chroma: float = 1.0,
     fmt: encode.OutputFormat = encode.PNG,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int = 2,
     progress: bool = False,
 ) -> Report:
     """Colorize every job's source into its target (as ``fmt``, with the source's EXIF);
-    ``render_size``, ``flip`` and ``chroma`` as in ``Colorizer.colorize``. A file that cannot
-    be read, decoded or written is skipped with its reason; the others are still done."""
+    ``render_size``, ``flip`` and ``chroma`` as in ``Colorizer.colorize``; ``batch_size``
+    defaults to ``default_batch_size()``. A file that cannot be read, decoded or written is
+    skipped with its reason; the others are still done."""
+    batch_size = batch_size or default_batch_size()
     report = Report()
-    bar = tqdm(total=len(jobs), unit="image", disable=not progress, dynamic_ncols=True)
-
-    def finish(result: Path | Skipped) -> None:
-        (report.skipped if isinstance(result, Skipped) else report.written).append(result)
-        bar.update()
-
-    def decoded_with_shapes(results: Iterable[_Decoded | Skipped]):
-        for result in results:
-            if isinstance(result, Skipped):
-                finish(result)
-            else:
-                yield result, result.small.shape
-
     decode = functools.partial(_decode, colorizer=colorizer, render_size=render_size)
     rows = min(batch_size, len(jobs))  # every network call has this batch size
     with (
+        tqdm(total=len(jobs), unit="image", disable=not progress, dynamic_ncols=True) as bar,
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(workers, thread_name_prefix="write") as writers,
     ):
+
+        def finish(result: Path | Skipped) -> None:
+            (report.skipped if isinstance(result, Skipped) else report.written).append(result)
+            bar.update()
+
+        def decoded_with_shapes(results: Iterable[_Decoded | Skipped]):
+            for result in results:
+                if isinstance(result, Skipped):
+                    finish(result)
+                else:
+                    yield result, result.small.shape
+
         decoded = decoded_with_shapes(_in_order(readers, decode, jobs, batch_size + workers))
         writes: collections.deque = collections.deque()
         for _, batch in inference.batches_by_shape(decoded, batch_size, 2 * batch_size):
@@ -130,5 +141,4 @@ def colorize_files(
                 finish(writes.popleft().result())
         while writes:
             finish(writes.popleft().result())
-    bar.close()
     return report

@@ -138,8 +138,8 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--batch-size",
         type=_bounded(int, 1, "--batch-size"),
-        default=4,
-        help="photos of one render shape per network call (default: 4; same pixels at any)",
+        help="photos of one render shape per network call, same pixels at any size "
+        "(default: 1 on CPU, where batches are slower per photo, 8 on GPU)",
     )
     group.add_argument(
         "--workers",
