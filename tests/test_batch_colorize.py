@@ -175,4 +175,4 @@ def test_photos_in_flight_are_bounded_by_the_batch_not_the_folder(colorizer, tmp
     monkeypatch.setattr(batch_colorize, "_write", counting_write)
     report = batch_colorize.colorize_files(colorizer, jobs, batch_size=2, workers=1)
     assert len(report.written) == 24 and held[0] == 0
-    assert peak[0] <= 5 * 2 + 2 * 1
+    assert peak[0] <= 6 * 2 + 2 * 1
