@@ -194,11 +194,16 @@ def bench_l1(cfg: Config) -> dict:
     }
 
 
-def bench_infer(cfg: Config, sizes: Sequence[int] = INFER_SIZES) -> dict:
-    """Generator latency (batch 1, eval mode, compile excluded) and a 4000x3000 colorization."""
+def random_colorizer(cfg: Config, render_size: int) -> Colorizer:
+    """A randomly initialised generator of ``cfg``'s architecture."""
     gan = steps.build_gan(cfg)
     state = steps.init_state(gan, jax.random.PRNGKey(0), cfg.data.image_size)
-    colorizer = Colorizer(cfg.model, state.g_params, state.g_state, PHOTO_RENDER_SIZE)
+    return Colorizer(cfg.model, state.g_params, state.g_state, render_size)
+
+
+def bench_infer(cfg: Config, sizes: Sequence[int] = INFER_SIZES) -> dict:
+    """Generator latency (batch 1, eval mode, compile excluded) and a 4000x3000 colorization."""
+    colorizer = random_colorizer(cfg, PHOTO_RENDER_SIZE)
     latency = {}
     for size in sizes:
         gray = np.zeros((1, size, size, 1), np.float32)
@@ -320,10 +325,7 @@ def _bench_colorizer(cfg: Config, model: str) -> Colorizer:
         return load_colorizer(None, None, None)
     if model != "preset":
         return load_colorizer(None, model, None)
-    gan = steps.build_gan(cfg)
-    state = steps.init_state(gan, jax.random.PRNGKey(0), 2**cfg.model.depth)
-    size = inference.default_render_size(cfg.model, cfg.data.image_size)
-    return Colorizer(cfg.model, state.g_params, state.g_state, size)
+    return random_colorizer(cfg, inference.default_render_size(cfg.model, cfg.data.image_size))
 
 
 def _ms(fn: Callable[[], object], repeats: int = INFER_REPEATS) -> float:

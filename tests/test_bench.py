@@ -49,12 +49,15 @@ def _run_without_tensorflow(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_l1_and_infer_parts_run_without_tensorflow():
-    done = _run_without_tensorflow("--only", "train", "--only", "l1", "--only", "infer")
+def test_train_l1_infer_and_colorize_parts_run_without_tensorflow():
+    parts = [arg for part in ("train", "l1", "infer", "colorize") for arg in ("--only", part)]
+    colorize = ["--colorize-model", "preset", "--colorize-photos", "3"]
+    done = _run_without_tensorflow(*parts, *colorize)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["train_step_s"] > 0 and result["l1_step_s"] > 0
     assert result["colorize_4000x3000_s"] > 0
+    assert result["colorize_photos"] == 3 and result["colorize_pipeline_images_per_s"] > 0
     assert "device_peak_mb" in result  # None on CPU, the device's peak on GPU
 
 
