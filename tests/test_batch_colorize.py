@@ -97,6 +97,7 @@ def test_a_failed_write_is_skipped_and_not_counted(model, tmp_path, capsys):
         (["--chroma", "-1"], "--chroma"),
         (["--quality", "80"], "quality"),
         (["--batch-size", "0"], "--batch-size"),
+        (["--weights", "raw"], "--weights selects among a --workdir run's weights"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(model, tmp_path, capsys, argv, message):
@@ -176,3 +177,24 @@ def test_photos_in_flight_are_bounded_by_the_batch_not_the_folder(colorizer, tmp
     report = batch_colorize.colorize_files(colorizer, jobs, batch_size=2, workers=1)
     assert len(report.written) == 24 and held[0] == 0
     assert peak[0] <= 6 * 2 + 2 * 1
+
+
+def test_cli_decodes_a_classification_model_at_the_temperature_asked(tmp_path, capsys):
+    from test_heads import MODEL, _classifier_variables
+
+    from colorjax.config import ModelConfig
+
+    model = ModelConfig(**{**MODEL.__dict__, "head": "classification"})
+    variables = dict(_classifier_variables(model))
+    params = variables.pop("params")
+    classifier = inference.Colorizer(model, params, variables, render_size=32)
+    bundle = inference.export_bundle(classifier, tmp_path / "model")
+    Image.fromarray(_photo()).save(tmp_path / "x.png")
+    argv = [str(tmp_path / "x.png"), "--temperature", "0.05", "--out", str(tmp_path / "out")]
+    status, out, _ = _run(bundle, *argv, capsys=capsys)
+    assert status == 0 and "wrote 1 image(s)" in out
+    written = np.asarray(Image.open(tmp_path / "out" / "x.png")).astype(int)
+    photo = imageio.load_image(tmp_path / "x.png")
+    colder = classifier.with_temperature(0.05).colorize(photo).astype(int)
+    assert np.abs(written - colder).max() <= 1
+    assert np.abs(written - classifier.colorize(photo).astype(int)).max() > 1
