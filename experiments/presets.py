@@ -188,12 +188,34 @@ def study_cpu() -> Config:
     )
 
 
+def mix_cpu() -> Config:
+    """The shipped reference model: the diverse mix (CBSD432 + imagenet900; evaluate on CBSD68
+    and imagenet900's held-out photos), 128 px crops, a 32-wide GroupNorm U-Net with the colour
+    classification head and an EMA of its weights; hours on 2 CPU cores."""
+    return apply_overrides(
+        cbsd_cpu(),
+        [
+            f"data.source={DIVERSE_PHOTOS}",
+            "model.head=classification",
+            "train.steps=15000",
+            "train.pretrain_steps=15000",
+            "train.ema_decay=0.999",
+            "train.ema_start=1000",
+            "log.eval_every=1000",
+            "log.sample_every=1000",
+            "ckpt.every=500",
+            "ckpt.keep=30",
+        ],
+    )
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "demo": demo,
     "t4_128": t4_128,
     "pix2pix_unet128": pix2pix_unet128,
     "cbsd_cpu": cbsd_cpu,
     "study_cpu": study_cpu,
+    "mix_cpu": mix_cpu,
 }
 
 
