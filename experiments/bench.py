@@ -160,6 +160,18 @@ def _memory(prefix: str = "") -> dict:
     }
 
 
+def _step_figures(timing: StepTiming, batch_size: int, step: str, other: str) -> dict:
+    """Compile time, step time, images/s and GFLOP/s of a timed step; ``step`` prefixes the
+    step-time keys and ``other`` the compile and FLOP keys."""
+    return {
+        f"{other}compile_s": round(timing.compile_s, 2),
+        f"{step}step_s": round(timing.step_s, 3),
+        f"{step}images_per_s": round(batch_size / timing.step_s, 2),
+        f"{other}flops_per_step": timing.flops,
+        f"{step}gflops_per_s": round(timing.flops / timing.step_s / 1e9, 1),
+    }
+
+
 def bench_train(cfg: Config) -> dict:
     """One GAN train step (discriminator + generator update) on synthetic batches."""
     timing = time_train_step(cfg, adversarial=True)
@@ -168,11 +180,7 @@ def bench_train(cfg: Config) -> dict:
         "params_d": _parameter_count(timing.state.d_params),
         "conv_impl": conv.resolve_impl(cfg.model.conv_impl),
         "dtype": cfg.model.dtype,
-        "compile_s": round(timing.compile_s, 2),
-        "train_step_s": round(timing.step_s, 3),
-        "train_images_per_s": round(cfg.data.batch_size / timing.step_s, 2),
-        "flops_per_step": timing.flops,
-        "train_gflops_per_s": round(timing.flops / timing.step_s / 1e9, 1),
+        **_step_figures(timing, cfg.data.batch_size, step="train_", other=""),
         **_memory(),
         **parallel.describe(timing.mesh),
         "jax_version": jax.__version__,
@@ -185,11 +193,7 @@ def bench_l1(cfg: Config) -> dict:
     return {
         "conv_impl": conv.resolve_impl(cfg.model.conv_impl),
         "dtype": cfg.model.dtype,
-        "l1_compile_s": round(timing.compile_s, 2),
-        "l1_step_s": round(timing.step_s, 3),
-        "l1_images_per_s": round(cfg.data.batch_size / timing.step_s, 2),
-        "l1_flops_per_step": timing.flops,
-        "l1_gflops_per_s": round(timing.flops / timing.step_s / 1e9, 1),
+        **_step_figures(timing, cfg.data.batch_size, step="l1_", other="l1_"),
         **_memory("l1_"),
     }
 
