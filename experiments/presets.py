@@ -177,6 +177,7 @@ def mix_cpu() -> Config:
         [
             f"data.source={DIVERSE_PHOTOS}",
             "model.head=classification",
+            "model.temperature=0.2",
             "train.steps=4000",
             "train.pretrain_steps=4000",
             "train.ema_decay=0.999",
