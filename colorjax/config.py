@@ -13,11 +13,50 @@ import types
 import typing
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+# The choices of every string field, validated here when a value is set (and listed from here
+# by the modules that dispatch on them).
+Norm = Literal["batch", "instance", "group", "layer", "none"]
+DiscNorm = Literal["batch", "instance", "group", "layer", "none", "spectral"]
+Upsample = Literal["transpose", "resize_conv", "subpixel"]
+Head = Literal["regression", "classification"]
+DType = Literal["float32", "bfloat16", "float16"]
+ConvImpl = Literal["auto", "native", "matmul", "hybrid"]
+GanLoss = Literal["vanilla", "lsgan", "hinge"]
+Schedule = Literal["constant", "linear_decay", "warmup_cosine"]
+Distributed = Literal["auto", "on", "off"]
+
+# Old keys of fields that moved into a sub-section, read as their new keys (old config.json
+# files and command lines keep working).
+RENAMED_KEYS = {
+    "train.ema_decay": "train.ema.decay",
+    "train.ema_start": "train.ema.start",
+    "train.r1_weight": "train.r1.weight",
+    "train.r1_every": "train.r1.every",
+    "train.ada_target": "train.ada.target",
+    "train.ada_interval": "train.ada.interval",
+    "train.ada_images": "train.ada.images",
+}
 
 
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message names it and the valid choices."""
+
+
+def knob(
+    default: Any,
+    *,
+    architecture: bool = False,
+    switch: bool = False,
+    at_least: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """A config field with metadata: ``architecture`` (it shapes the networks' parameters: a
+    run cannot resume with another value), ``switch`` (turning it on or off, 0 <-> non-zero,
+    changes what the train state holds) and the range ``at_least <= value < below``."""
+    metadata = {"architecture": architecture, "switch": switch, "at_least": at_least}
+    return dataclasses.field(default=default, metadata=metadata | {"below": below})
 
 
 @dataclasses.dataclass
@@ -39,34 +78,59 @@ class DataConfig:
 class ModelConfig:
     """The U-Net generator: L [B,H,W,1] -> ab [B,H,W,2]."""
 
-    depth: int = 7  # stride-2 downsamplings
-    features: int = 64  # width of the outermost level
-    max_mult: int = 8  # widths double per level, capped at features * max_mult
-    norm: str = "batch"  # batch | instance | group | layer | none
-    num_groups: int = 32  # group norm only
-    dropout: float = 0.5
-    dropout_blocks: int = 3  # innermost decoder blocks that use dropout
-    upsample: str = "transpose"  # transpose | resize_conv | subpixel
-    out_channels: int = 2  # regression head
-    head: str = "regression"  # regression (a*b*, L1) | classification (colour bins, see heads.py)
+    depth: int = knob(7, architecture=True, at_least=1)  # stride-2 downsamplings
+    features: int = knob(64, architecture=True, at_least=1)  # width of the outermost level
+    max_mult: int = knob(8, architecture=True, at_least=1)  # widths double, capped at features*this
+    norm: Norm = knob("batch", architecture=True)
+    num_groups: int = knob(32, architecture=True, at_least=1)  # group norm only
+    dropout: float = knob(0.5, at_least=0.0, below=1.0)
+    dropout_blocks: int = knob(3, at_least=0)  # innermost decoder blocks that use dropout
+    upsample: Upsample = knob("transpose", architecture=True)
+    out_channels: int = knob(2, architecture=True, at_least=1)  # regression head
+    head: Head = knob("regression", architecture=True)  # classification: colour bins, heads/
     temperature: float = 0.38  # classification: annealed-mean decoding, lower = more vivid
     init_std: float = 0.02
-    dtype: str = "float32"  # compute dtype: float32 | bfloat16 | float16
-    conv_impl: str = "auto"  # convolution implementation, see colorjax/models/conv.py
+    dtype: DType = "float32"  # compute dtype
+    conv_impl: ConvImpl = "auto"  # convolution implementation, see colorjax/models/conv.py
 
 
 @dataclasses.dataclass
 class DiscConfig:
     """The PatchGAN discriminator on concat(L, ab)."""
 
-    layers: int = 3  # 3 = the 70x70 PatchGAN
-    features: int = 64
-    norm: str = "batch"  # batch | instance | group | layer | none | spectral
-    num_groups: int = 32
-    spectral: bool = False  # spectral normalisation of every conv
-    dropout: float = 0.0
+    layers: int = knob(3, architecture=True, at_least=1)  # 3 = the 70x70 PatchGAN
+    features: int = knob(64, architecture=True, at_least=1)
+    norm: DiscNorm = knob("batch", architecture=True)
+    num_groups: int = knob(32, architecture=True, at_least=1)
+    spectral: bool = knob(False, architecture=True)  # spectral normalisation of every conv
+    dropout: float = knob(0.0, at_least=0.0, below=1.0)
     slope: float = 0.2  # LeakyReLU negative slope
     init_std: float = 0.02
+
+
+@dataclasses.dataclass
+class EmaConfig:
+    """Exponential moving average of the generator's weights (used for validation, export)."""
+
+    decay: float = knob(0.0, switch=True, at_least=0.0, below=1.0)  # 0 = off
+    start: int = knob(0, at_least=0)  # step from which it averages (before: copies the weights)
+
+
+@dataclasses.dataclass
+class R1Config:
+    """The R1 penalty gamma on real pairs (Mescheder et al. 2018), lazily applied."""
+
+    weight: float = knob(0.0, at_least=0.0)  # 0 = off
+    every: int = knob(16, at_least=1)  # on every N-th step, its weight scaled by N
+
+
+@dataclasses.dataclass
+class AdaConfig:
+    """Adaptive discriminator augmentation (Karras et al. 2020)."""
+
+    target: float = knob(0.0, switch=True, at_least=0.0, below=1.0)  # r_t target (paper: 0.6)
+    interval: int = knob(4, at_least=1)  # steps between adjustments of the probability p
+    images: int = knob(20000, at_least=1)  # images shown for p to move from 0 to 1
 
 
 @dataclasses.dataclass
@@ -75,7 +139,7 @@ class TrainConfig:
 
     steps: int = 20000
     seed: int = 0
-    gan_loss: str = "vanilla"  # vanilla | lsgan | hinge
+    gan_loss: GanLoss = "vanilla"
     l1_weight: float = 100.0  # regression head: weight of L1 beside the adversarial loss
     ce_weight: float = 1.0  # classification head: weight of the cross-entropy beside it
     prior_mix: float = 0.5  # classification: uniform share of the rebalancing prior (1 = off)
@@ -85,22 +149,19 @@ class TrainConfig:
     lr_d: float = 2e-4
     b1: float = 0.5
     b2: float = 0.999
-    schedule: str = "constant"  # constant | linear_decay | warmup_cosine
+    schedule: Schedule = "constant"
     warmup_steps: int = 0  # warmup_cosine only
     decay_start: float = 0.5  # linear_decay: fraction of steps at the full rate
     clip_norm: float = 0.0  # clip_by_global_norm for both networks (0 = off)
     d_steps: int = 1  # discriminator updates per generator update
     diffaug: str = ""  # comma list of translation, cutout ("" = off)
-    loss_scale: float = 2.0**15  # float16 only: initial dynamic loss scale
+    loss_scale: float = knob(2.0**15, at_least=1.0)  # float16 only: initial dynamic loss scale
     # Remedies for blobs, tints and a dominant discriminator (0 = off for each):
-    ema_decay: float = 0.0  # EMA of the generator's weights, used for validation and export
-    ema_start: int = 0  # step from which the EMA averages (before it, it copies the weights)
-    r1_weight: float = 0.0  # R1 penalty gamma on real pairs (Mescheder et al. 2018)
-    r1_every: int = 16  # R1 on every N-th step, its weight scaled by N (lazy regularisation)
-    ada_target: float = 0.0  # ADA: target of r_t = E[sign(D(real))] (Karras et al. 2020: 0.6)
-    ada_interval: int = 4  # ADA: steps between adjustments of the augmentation probability p
-    ada_images: int = 20000  # ADA: images shown for p to move from 0 to 1 at full speed
-    d_skip_above: float = 0.0  # skip D updates while its accuracy on fakes is above this
+    ema: EmaConfig = dataclasses.field(default_factory=EmaConfig)
+    r1: R1Config = dataclasses.field(default_factory=R1Config)
+    ada: AdaConfig = dataclasses.field(default_factory=AdaConfig)
+    # skip D updates while its accuracy on fakes is above this
+    d_skip_above: float = knob(0.0, switch=True, at_least=0.0, below=1.0)
 
 
 @dataclasses.dataclass
@@ -130,7 +191,7 @@ class ParallelConfig:
     """Data parallelism across devices and hosts (jax.sharding)."""
 
     data: int = -1  # devices on the mesh's data axis (-1 = all)
-    distributed: str = "auto"  # auto | on | off: jax.distributed.initialize()
+    distributed: Distributed = "auto"  # jax.distributed.initialize()
 
 
 @dataclasses.dataclass
@@ -147,7 +208,7 @@ class Config:
 
 
 def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
-    """Every dotted leaf key of ``cfg``, e.g. ``model.norm``."""
+    """Every dotted leaf key of ``cfg``, e.g. ``model.norm`` or ``train.ema.decay``."""
     keys = []
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
@@ -158,11 +219,40 @@ def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _field_type(cls: type, name: str) -> type:
+def leaf_fields(cfg: Any, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Every leaf field of ``cfg`` by its dotted key."""
+    fields = {}
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if dataclasses.is_dataclass(value):
+            fields |= leaf_fields(value, f"{prefix}{field.name}.")
+        else:
+            fields[f"{prefix}{field.name}"] = field
+    return fields
+
+
+def keys_marked(mark: str) -> tuple[str, ...]:
+    """The dotted keys whose field metadata sets ``mark`` (``architecture`` or ``switch``)."""
+    return tuple(k for k, f in leaf_fields(Config()).items() if f.metadata.get(mark))
+
+
+def get_key(cfg: Any, key: str) -> Any:
+    """The value of dotted ``key`` in ``cfg``."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _field_type(cls: type, name: str) -> Any:
     hint = typing.get_type_hints(cls)[name]
     if isinstance(hint, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     return hint
+
+
+def choices(kind: Any) -> tuple[str, ...]:
+    """The values a ``Literal`` config type allows."""
+    return typing.get_args(kind)
 
 
 def parse_value(key: str, text: str, kind: type) -> Any:
@@ -187,25 +277,47 @@ def parse_value(key: str, text: str, kind: type) -> Any:
     return text
 
 
-def set_key(cfg: Config, key: str, value: Any) -> Config:
-    """A copy of ``cfg`` with dotted ``key`` set; strings are parsed by the field's type."""
-    section_name, _, leaf = key.partition(".")
-    sections = [f.name for f in dataclasses.fields(cfg)]
-    if section_name not in sections or not leaf:
-        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
-    section = getattr(cfg, section_name)
-    names = [f.name for f in dataclasses.fields(section)]
-    if leaf not in names:
-        valid = ", ".join(f"{section_name}.{n}" for n in names)
-        raise ConfigError(f"unknown config key {key!r}; valid keys in {section_name}: {valid}")
-    kind = _field_type(type(section), leaf)
+def _checked(key: str, value: Any, kind: Any, field: dataclasses.Field) -> Any:
+    """``value`` converted to ``kind`` and checked against its choices and range."""
+    allowed = choices(kind)
+    base = str if allowed else kind
     if isinstance(value, str):
-        value = parse_value(key, value, kind)
-    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = parse_value(key, value, base)
+    elif base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
-    return dataclasses.replace(cfg, **{section_name: dataclasses.replace(section, **{leaf: value})})
+    if not isinstance(value, base) or (base is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}")
+    if allowed and value not in allowed:
+        raise ConfigError(f"{key}: unknown value {value!r}; valid: {', '.join(allowed)}")
+    low, high = field.metadata.get("at_least"), field.metadata.get("below")
+    if (low is not None and value < low) or (high is not None and value >= high):
+        bounds = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise ConfigError(f"{key}: must be {bounds}, got {value!r}")
+    return value
+
+
+def set_key(cfg: Any, key: str, value: Any) -> Any:
+    """A copy of ``cfg`` with dotted ``key`` set; strings are parsed by the field's type, and
+    the value is checked against the field's choices and range (a ConfigError names it)."""
+    key = RENAMED_KEYS.get(key, key)
+    return _set_path(cfg, key, key.split("."), value)
+
+
+def _set_path(cfg: Any, key: str, parts: list[str], value: Any, prefix: str = "") -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    name, rest = parts[0], parts[1:]
+    current = getattr(cfg, name) if name in fields else None
+    if name not in fields or dataclasses.is_dataclass(current) != bool(rest):
+        if not prefix:
+            valid = ", ".join(valid_keys(cfg))
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {valid}")
+        valid = ", ".join(f"{prefix}{k}" for k in valid_keys(cfg))
+        raise ConfigError(f"unknown config key {key!r}; valid keys in {prefix[:-1]}: {valid}")
+    if rest:
+        changed = _set_path(current, key, rest, value, f"{prefix}{name}.")
+        return dataclasses.replace(cfg, **{name: changed})
+    checked = _checked(key, value, _field_type(type(cfg), name), fields[name])
+    return dataclasses.replace(cfg, **{name: checked})
 
 
 def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
@@ -224,13 +336,11 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def from_dict(tree: dict[str, Any]) -> Config:
-    """Config from a nested dict such as ``to_dict`` wrote; unknown keys are a ConfigError."""
+    """Config from a nested dict such as ``to_dict`` wrote (old keys of moved fields read as
+    their new ones); unknown keys are a ConfigError."""
     cfg = Config()
-    for section, values in tree.items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"config section {section!r} must be a mapping")
-        for leaf, value in values.items():
-            cfg = set_key(cfg, f"{section}.{leaf}", value)
+    for key, value in _flatten(tree).items():
+        cfg = set_key(cfg, key, value)
     return cfg
 
 
@@ -259,6 +369,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}."))
+        elif not prefix:
+            raise ConfigError(f"config section {key!r} must be a mapping")
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     title = f"Ablation of preset {args.preset}: {axes}, {args.seeds} seed(s)"
 
     def report() -> None:
-        paths = ablation.write_report(cells, out, plan, title)
+        paths = ablation.write_summary(cells, out, plan, title)
         print(f"report: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
 
     evaluator = ablation.CellEvaluator(plan)

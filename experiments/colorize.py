@@ -119,7 +119,7 @@ def rendering_options(args: argparse.Namespace) -> dict:
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     """Where and how results are written: ``--out``, ``--format``, ``--quality``,
     ``--overwrite``."""
-    from colorjax.encode import DEFAULT_QUALITY, FORMATS
+    from colorjax.imaging.writing import DEFAULT_QUALITY, FORMATS
 
     group = parser.add_argument_group("output")
     group.add_argument("--out", default="colorized", help="output folder (default: colorized)")
@@ -158,10 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_speed_args(parser)
     args = parser.parse_args(argv)
 
-    from colorjax import batch_colorize, encode, output_plan
+    from colorjax.imaging import output_plan, writing
+    from colorjax.inference import batch_colorize
 
     try:
-        fmt = encode.OutputFormat(args.format, args.quality)
+        fmt = writing.OutputFormat(args.format, args.quality)
         sources = output_plan.find_inputs(args.inputs)
         plan = output_plan.plan_outputs(sources, Path(args.out), fmt.suffix, args.overwrite)
         colorizer = load_colorizer(

@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = None
     if args.grid_images > 0:
         grid = evaluation.grid_from_outputs(outputs, images, args.grid_images, args.grid_height)
-    paths = evaluation.write_report(results, Path(args.out), grid)
+    paths = evaluation.write_results(results, Path(args.out), grid)
     print(evaluation.markdown_table(results))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -1,7 +1,7 @@
 """Export a run's generator for inference: ``python -m experiments.export --workdir RUN --out DIR``.
 
 The folder holds the generator's weights and the config that rebuilds it, nothing else: the
-run's EMA weights when it keeps some (train.ema_decay > 0), else (or with ``--weights raw``) the
+run's EMA weights when it keeps some (train.ema.decay > 0), else (or with ``--weights raw``) the
 trained ones. ``generator.json`` records the workdir, step and weights it came from.
 """
 

@@ -21,8 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from colorjax import color, viz
+from colorjax import color
 from colorjax.data import DataStats, Pipeline, build_pipeline, draws_per_epoch, parse_mix
+from colorjax.imaging import visual
 
 COLUMNS = ("L", "a/b at L=70", "RGB")
 
@@ -83,11 +84,13 @@ def eval_grid(pipeline: Pipeline, count: int) -> tuple[np.ndarray, int]:
     rows = []
     for batch in pipeline.as_numpy():
         for l, ab in zip(*map(np.asarray, color.rgb8_to_network(batch["rgb"])), strict=True):
-            rows.append([viz.l_to_visual(l), viz.ab_to_visual(ab), viz.network_to_visual(l, ab)])
+            rows.append(
+                [visual.l_to_visual(l), visual.ab_to_visual(ab), visual.network_to_visual(l, ab)]
+            )
         if len(rows) >= count:
             break
     rows = rows[:count]
-    return viz.image_grid(rows, column_titles=COLUMNS), len(rows)
+    return visual.image_grid(rows, column_titles=COLUMNS), len(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -118,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"source:   {args.source}")
     print("\n".join(describe_mix(args.source, train, eval_)))
     grid, shown = eval_grid(eval_, args.count)
-    out = viz.save_png(grid, args.out or f"inspect_{source_slug(args.source)}.png")
+    out = visual.save_png(grid, args.out or f"inspect_{source_slug(args.source)}.png")
     print(f"grid:     {out} ({shown} eval crops of {args.size}px: {' | '.join(COLUMNS)})")
 
 

@@ -24,23 +24,23 @@ def photo_cells(
     gray: np.ndarray, colorized: Sequence[np.ndarray], beside: np.ndarray | None, height: int
 ) -> list[np.ndarray]:
     """The cells of one photo, each ``height`` pixels tall: input, [beside], colorized..."""
-    from colorjax import viz
+    from colorjax.imaging import visual
 
     cells = [gray] + ([] if beside is None else [beside]) + list(colorized)
-    return [viz.resize_to_height(cell, height) for cell in cells]
+    return [visual.resize_to_height(cell, height) for cell in cells]
 
 
 def showcase_grid(
     cells: Sequence[list[np.ndarray]], per_row: int, titles: Sequence[str]
 ) -> np.ndarray:
     """Photos' cells laid out ``per_row`` photos to a grid row, ``titles`` over each photo."""
-    from colorjax import viz
+    from colorjax.imaging import visual
 
     rows = [
         [cell for photo in cells[start : start + per_row] for cell in photo]
         for start in range(0, len(cells), per_row)
     ]
-    return viz.image_grid(rows, column_titles=list(titles) * min(per_row, len(cells)))
+    return visual.image_grid(rows, column_titles=list(titles) * min(per_row, len(cells)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -57,8 +57,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--per-row", type=int, default=1, help="photos per grid row")
     args = parser.parse_args(argv)
 
-    from colorjax import evaluation, imageio, viz
-    from colorjax.output_plan import find_inputs
+    from colorjax import evaluation
+    from colorjax.imaging import decoding, visual
+    from colorjax.imaging.output_plan import find_inputs
 
     photos = [source.path for source in find_inputs(args.inputs)]
     if args.beside is not None and len(args.beside) != len(photos):
@@ -68,14 +69,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     colorizer = load_colorizer(args.workdir, args.model, args.step, args.weights, args.temperature)
     cells = []
     for index, path in enumerate(photos):
-        rgb = imageio.load_image(path)
+        rgb = decoding.load_image(path)
         gray = evaluation.gray_baseline(rgb)
-        beside = None if args.beside is None else imageio.load_image(args.beside[index])
+        beside = None if args.beside is None else decoding.load_image(args.beside[index])
         colorized = [colorizer.colorize(rgb, render_size=size) for size in render_sizes]
         cells.append(photo_cells(gray, colorized, beside, args.height))
     titles = ["input"] + ([] if args.beside is None else [args.beside_title])
     titles += [f"render {size}" for size in args.render_size or []] or ["colorjax"]
-    path = viz.save_png(showcase_grid(cells, args.per_row, titles), args.out)
+    path = visual.save_png(showcase_grid(cells, args.per_row, titles), args.out)
     print(f"wrote {path} ({len(photos)} photos)")
 
 

@@ -21,9 +21,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = config_from_args(args)
     workdir = args.workdir or f"runs/{args.preset}"
 
-    from colorjax.checkpoint import CheckpointWriteError, NoRestorableCheckpointError
-    from colorjax.lock import WorkdirBusyError
-    from colorjax.train import NonFiniteLossError, train_and_evaluate
+    from colorjax.training.checkpoint import CheckpointWriteError, NoRestorableCheckpointError
+    from colorjax.training.lock import WorkdirBusyError
+    from colorjax.training.loop import NonFiniteLossError, train_and_evaluate
 
     try:
         summary = train_and_evaluate(config, workdir)

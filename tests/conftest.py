@@ -52,7 +52,7 @@ def colorizer():
 
     from colorjax import inference
     from colorjax.config import ModelConfig
-    from colorjax.models.unet import generator_from_config
+    from colorjax.heads import generator_from_config
 
     model = ModelConfig(depth=3, features=4, norm="batch", dropout=0.0, upsample="resize_conv")
     variables = generator_from_config(model).init(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,13 @@ import numpy as np
 from conftest import TINY
 from jax.sharding import Mesh
 
-from colorjax import data, parallel, steps
+from colorjax import data
 from colorjax.config import Config, ConfigError, ParallelConfig, apply_overrides
-from colorjax.train import train_and_evaluate
+from colorjax.gan.build import GAN, build_gan
+from colorjax.gan.state import GANState, init_state
+from colorjax.gan.step import make_train_step
+from colorjax.training import parallel, save_schedule
+from colorjax.training.loop import train_and_evaluate
 
 RUN_STEPS = 3
 # Adversarial steps only (one compiled step), no periodic evaluation or saving; XLA's own
@@ -55,7 +60,7 @@ def flat(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
     return {prefix + jax.tree_util.keystr(path): np.asarray(x) for path, x in leaves}
 
 
-def networks(state: steps.GANState) -> dict[str, Any]:
+def networks(state: GANState) -> dict[str, Any]:
     """Parameters and BatchNorm statistics, keyed as in a checkpoint."""
     names = ("g_params", "g_state", "d_params", "d_state")
     return {name: getattr(state, name) for name in names}
@@ -73,29 +78,29 @@ def batch_layout(array: jax.Array) -> dict[str, Any]:
     }
 
 
-def initial_state(gan: steps.GAN, config: Config) -> steps.GANState:
+def initial_state(gan: GAN, config: Config) -> GANState:
     """The state ``train_and_evaluate`` starts from, on the host."""
-    init = jax.jit(lambda key: steps.init_state(gan, key, config.data.image_size))
+    init = jax.jit(lambda key: init_state(gan, key, config.data.image_size))
     return jax.device_get(init(jax.random.PRNGKey(config.train.seed)))
 
 
-def without_running_stats(state: steps.GANState) -> steps.GANState:
+def without_running_stats(state: GANState) -> GANState:
     """``state`` with its BatchNorm averages at 0: after one step they are a fixed multiple of
     the batch statistics, with no initial value mixed in."""
     zero = functools.partial(jax.tree.map, np.zeros_like)
     return state.replace(g_state=zero(state.g_state), d_state=zero(state.d_state))
 
 
-def jitted_step(gan: steps.GAN, devices: int) -> tuple[Mesh, Callable]:
+def jitted_step(gan: GAN, devices: int) -> tuple[Mesh, Callable]:
     """A mesh of ``devices`` and the train step jitted as in ``train_and_evaluate``."""
     mesh = parallel.make_mesh(ParallelConfig(data=devices))
     sharding = parallel.replicated(mesh)
-    return mesh, steps.make_train_step(gan, out_shardings=(sharding, sharding))
+    return mesh, make_train_step(gan, out_shardings=(sharding, sharding))
 
 
 def train_on(
-    mesh_step: tuple[Mesh, Callable], state: steps.GANState, batches: list[dict[str, np.ndarray]]
-) -> tuple[steps.GANState, dict[str, Any]]:
+    mesh_step: tuple[Mesh, Callable], state: GANState, batches: list[dict[str, np.ndarray]]
+) -> tuple[GANState, dict[str, Any]]:
     """Run the step over ``batches``; the final state and the layout of the first device batch
     and of the state."""
     mesh, step = mesh_step
@@ -110,7 +115,7 @@ def train_on(
     return state, layout
 
 
-def batch_norm_stats(state: steps.GANState) -> dict[str, Any]:
+def batch_norm_stats(state: GANState) -> dict[str, Any]:
     return {"g_state": state.g_state, "d_state": state.d_state}
 
 
@@ -121,7 +126,7 @@ def compare_device_counts(out: Path) -> None:
     pipeline = data.pipeline_from_config(config.data, train=True, seed=config.train.seed)
     batches = list(itertools.islice(pipeline.as_numpy(), RUN_STEPS))
     quarter = {k: v[: config.data.batch_size // 4] for k, v in batches[0].items()}
-    gan = steps.build_gan(config)
+    gan = build_gan(config)
     initial = initial_state(gan, config)
     on = {devices: jitted_step(gan, devices) for devices in (4, 1)}
     arrays, layouts = {}, {}
@@ -164,12 +169,22 @@ def run_devices(out: Path) -> None:
 
 
 def run_host(out: Path) -> None:
-    """One process of a multi-host run: one step and a save, then a resume to the end."""
-    config = short_config()
+    """One process of a multi-host run: one step and a save, then a resume to the end.
+
+    Saves are also due by time (``ckpt.minutes``), and the hosts' clocks disagree: process 0's
+    runs a million times fast (a minute passes every step), process 1's is true. The hosts
+    must still save together, at the steps process 0's clock picks."""
+    if os.environ["JAX_PROCESS_ID"] == "0":  # jax.process_index() would start JAX too early
+        true_clock = save_schedule.clock
+        save_schedule.clock = lambda: 1e6 * true_clock()
+    config = short_config("ckpt.minutes=1", "ckpt.keep=5")
     steps_reached = [
         train_and_evaluate(config, out / "hosts", stop_at=stop)["step"] for stop in (1, None)
     ]
     facts = parallel.describe(parallel.make_mesh(config.parallel)) | {"steps": steps_reached}
+    facts["saved"] = sorted(
+        int(p.name) for p in (out / "hosts/checkpoints").iterdir() if p.name.isdigit()
+    )
     (out / f"host_{jax.process_index()}.json").write_text(json.dumps(facts))
 
 

@@ -16,10 +16,10 @@ from conftest import TINY
 from PIL import Image
 
 from colorjax import ablation, inference
-from colorjax.ablation import grid, plots, report, results, running, scoring, status
+from colorjax.ablation import grid, plots, results, running, scoring, status, summary, types
 from colorjax.config import ConfigError, ModelConfig, set_key
 from colorjax.evaluation import METRICS
-from colorjax.models.unet import generator_from_config
+from colorjax.heads import generator_from_config
 from experiments import ablate
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
@@ -96,7 +96,7 @@ def test_invalid_choice_is_rejected_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         ablate.run_cli(ablate.main, _cli_args(tmp_path, "model.norm=batch,grop"))
     assert exit_info.value.code == 2
-    assert "model.norm=grop: unknown norm 'grop'; valid norms" in capsys.readouterr().err
+    assert "model.norm: unknown value 'grop'; valid: batch" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
@@ -124,7 +124,7 @@ def _completes(cell):
 
 
 def test_the_package_has_a_module_per_job_and_defines_each_function_once():
-    modules = (grid, status, running, scoring, results, report, plots)
+    modules = (grid, types, status, running, scoring, results, summary, plots)
     defined = collections.Counter(
         name
         for module in modules
@@ -137,8 +137,8 @@ def test_the_package_has_a_module_per_job_and_defines_each_function_once():
         value = getattr(ablation, name)
         if inspect.isfunction(value) or inspect.isclass(value):
             assert value.__module__.startswith("colorjax.ablation.")
-    assert ablation.run_grid is running.run_grid and ablation.EvalSet is scoring.EvalSet
-    assert ablation.write_report is report.write_report
+    assert ablation.run_grid is running.run_grid and ablation.EvalSet is types.EvalSet
+    assert ablation.write_summary is summary.write_summary
 
 
 def test_interruption_stops_the_grid_failures_do_not_and_retries_are_opt_in(tiny_config, tmp_path):
@@ -415,7 +415,7 @@ def _norm_cells(tiny_config, tmp_path, sets=(HELD_OUT,)):
 
 def test_report_tables_and_plots_from_fake_cells(tiny_config, tmp_path):
     cells = _norm_cells(tiny_config, tmp_path)
-    paths = ablation.write_report(cells, tmp_path, PLAN, "Norms")
+    paths = ablation.write_summary(cells, tmp_path, PLAN, "Norms")
     assert set(paths) == {"csv", "markdown", "loss_curves", "metrics", "samples"}
     with open(paths["csv"]) as handle:
         rows = list(csv.DictReader(handle))
@@ -449,8 +449,8 @@ def test_two_sets_get_a_table_each_with_their_own_baseline_and_a_summary(tiny_co
         ablation.EvalSet("imagenet900", "folder:/d/imagenet900", ablation.EVAL, eval_fraction=0.1),
     )
     cells = _norm_cells(tiny_config, tmp_path / "cells", sets)
-    both = ablation.write_report(cells, tmp_path / "both", ablation.EvalPlan(sets))
-    one = ablation.write_report(cells, tmp_path / "one", ablation.EvalPlan(sets[:1]))
+    both = ablation.write_summary(cells, tmp_path / "both", ablation.EvalPlan(sets))
+    one = ablation.write_summary(cells, tmp_path / "one", ablation.EvalPlan(sets[:1]))
     markdown = both["markdown"].read_text()
 
     first = _table(markdown, "## CBSD68: test images of `folder:/d/CBSD68` (3 images)")
@@ -501,7 +501,7 @@ def test_temperatures_apply_to_classification_cells_only(tiny_config, tmp_path):
     assert ablation.run_grid(cells, _completes, evaluator)
     assert sum(evaluator.calls.values()) == 6 and max(evaluator.calls.values()) == 1
 
-    markdown = ablation.write_report(cells, tmp_path, plan)["markdown"].read_text()
+    markdown = ablation.write_summary(cells, tmp_path, plan)["markdown"].read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| model.head | render | T | seeds | psnr ↑ |")
     labels = [" | ".join(row.split(" | ")[:3]) for row in rows[2:8]]
@@ -576,7 +576,7 @@ def test_cells_written_by_the_single_record_layout_count_as_trained(tiny_config,
 
     listing = ablation.describe_cells(cells, PLAN.pairs)
     assert f"[finished at step {steps}/{steps}, 1 of 1 evaluations to do]" in listing
-    markdown = ablation.write_report(cells, tmp_path / "report", PLAN)["markdown"].read_text()
+    markdown = ablation.write_summary(cells, tmp_path / "report", PLAN)["markdown"].read_text()
     assert "2 cells: 0 finished, 0 failed, 2 not finished." in markdown
 
     trained = []
@@ -672,6 +672,6 @@ def test_evaluator_loads_sets_and_models_once_and_colorizes_once_per_variant(
 
 def test_report_of_unstarted_cells_has_no_plots(tiny_config, tmp_path):
     cells = ablation.expand_grid(tiny_config, [("model.norm", ["batch"])], [0], tmp_path)
-    paths = ablation.write_report(cells, tmp_path, PLAN)
+    paths = ablation.write_summary(cells, tmp_path, PLAN)
     assert set(paths) == {"csv", "markdown"}
     assert "1 cells: 0 finished, 0 failed, 1 not finished." in paths["markdown"].read_text()

@@ -5,15 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import ada, augment, steps
 from colorjax.config import apply_overrides
+from colorjax.gan import ada, augment
+from colorjax.gan.build import build_gan
+from colorjax.gan.state import init_state
+from colorjax.gan.step import make_train_step
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 
 @pytest.fixture
 def ada_train(tiny_config):
-    overrides = ["train.ada_target=0.6", "train.ada_interval=2", "train.ada_images=80"]
+    overrides = ["train.ada.target=0.6", "train.ada.interval=2", "train.ada.images=80"]
     return apply_overrides(tiny_config, overrides).train
 
 
@@ -27,7 +30,7 @@ def _run_controller(train, logits, steps_, p=0.0):
 
 
 def test_p_rises_when_real_logits_are_all_positive(ada_train):
-    speed = 4 * ada_train.ada_interval / ada_train.ada_images  # batch 4: 0.1 per adjustment
+    speed = 4 * ada_train.ada.interval / ada_train.ada.images  # batch 4: 0.1 per adjustment
     history = _run_controller(ada_train, jnp.full((4, 3, 3, 1), 2.5), 6)
     np.testing.assert_allclose(history, [0.0, speed, speed, 2 * speed, 2 * speed, 3 * speed])
 
@@ -55,13 +58,13 @@ def test_augmentations_apply_per_image_with_probability():
 
 
 def test_ada_in_a_step_logs_p_and_refuses_diffaug(tiny_config):
-    config = apply_overrides(tiny_config, ["train.ada_target=0.6", "train.ada_interval=1"])
-    gan = steps.build_gan(config)
-    state = steps.init_state(gan, jax.random.PRNGKey(0), 32)
+    config = apply_overrides(tiny_config, ["train.ada.target=0.6", "train.ada.interval=1"])
+    gan = build_gan(config)
+    state = init_state(gan, jax.random.PRNGKey(0), 32)
     rgb = jax.random.randint(jax.random.PRNGKey(1), (4, 32, 32, 3), 0, 256).astype(jnp.uint8)
-    new, metrics = steps.make_train_step(gan, donate=False)(state, {"rgb": rgb})
+    new, metrics = make_train_step(gan, donate=False)(state, {"rgb": rgb})
     assert float(metrics["ada_p"]) == 0.0 and -1 <= float(metrics["d_sign_real"]) <= 1
-    step_size = config.data.batch_size / config.train.ada_images
+    step_size = config.data.batch_size / config.train.ada.images
     assert float(new.ada["p"]) == pytest.approx(step_size if metrics["d_sign_real"] > 0.6 else 0)
     with pytest.raises(ValueError, match=r"train\.diffaug"):
-        steps.build_gan(apply_overrides(config, ["train.diffaug=translation"]))
+        build_gan(apply_overrides(config, ["train.diffaug=translation"]))

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import augment
+from colorjax.gan import augment
 
 
 def test_policy_parsing():

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import ExifTags, Image
-from test_imageio import broken_cases
+from test_decoding import broken_cases
 
-from colorjax import batch_colorize, encode, imageio, inference
-from colorjax.output_plan import Job
+from colorjax import inference
+from colorjax.imaging import decoding, writing
+from colorjax.imaging.output_plan import Job
+from colorjax.inference import batch_colorize
 from experiments import colorize as colorize_cli
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
@@ -117,7 +119,7 @@ def test_batches_give_the_pixels_of_one_by_one(colorizer, tmp_path):
     report = batch_colorize.colorize_files(colorizer, jobs, batch_size=3, chroma=1.5, flip=True)
     assert sorted(report.written) == sorted(job.target for job in jobs) and not report.skipped
     for job in jobs:
-        expected = colorizer.colorize(imageio.load_image(job.source), chroma=1.5, flip=True)
+        expected = colorizer.colorize(decoding.load_image(job.source), chroma=1.5, flip=True)
         written = np.asarray(Image.open(job.target)).astype(int)
         assert np.abs(written - expected).max() <= 1
         assert np.mean(written != expected) < 0.01
@@ -133,22 +135,22 @@ def _dated_rotated_jpeg(path: Path) -> None:
     image.save(path, exif=exif)
 
 
-@pytest.mark.parametrize("name", list(encode.FORMATS))
+@pytest.mark.parametrize("name", list(writing.FORMATS))
 def test_exif_date_and_camera_survive_and_orientation_is_not_applied_twice(
     colorizer, tmp_path, name
 ):
     _dated_rotated_jpeg(tmp_path / "scan.jpg")
-    fmt = encode.OutputFormat(name)
+    fmt = writing.OutputFormat(name)
     job = Job(tmp_path / "scan.jpg", tmp_path / f"out{fmt.suffix}")
     assert batch_colorize.colorize_files(colorizer, [job], fmt=fmt).written == [job.target]
     with Image.open(job.target) as written:
-        assert written.format == encode.FORMATS[name]
+        assert written.format == writing.FORMATS[name]
         assert written.size == (30, 44)  # turned upright once, when read
         exif = written.getexif()
         assert exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == DATE
         assert exif[ExifTags.Base.Make] == "Kodak"
         assert exif.get(ExifTags.Base.Orientation, 1) == 1
-        assert imageio.pil_to_rgb(written).shape == (44, 30, 3)
+        assert decoding.pil_to_rgb(written).shape == (44, 30, 3)
 
 
 def test_photos_in_flight_are_bounded_by_the_batch_not_the_folder(colorizer, tmp_path, monkeypatch):
@@ -194,7 +196,7 @@ def test_cli_decodes_a_classification_model_at_the_temperature_asked(tmp_path, c
     status, out, _ = _run(bundle, *argv, capsys=capsys)
     assert status == 0 and "wrote 1 image(s)" in out
     written = np.asarray(Image.open(tmp_path / "out" / "x.png")).astype(int)
-    photo = imageio.load_image(tmp_path / "x.png")
+    photo = decoding.load_image(tmp_path / "x.png")
     colder = classifier.with_temperature(0.05).colorize(photo).astype(int)
     assert np.abs(written - colder).max() <= 1
     assert np.abs(written - classifier.colorize(photo).astype(int)).max() > 1

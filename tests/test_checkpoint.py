@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import fail_last_checkpoint_write, truncate_largest_file
 
-from colorjax.checkpoint import (
+from colorjax.config import Config, apply_overrides
+from colorjax.training.checkpoint import (
     DAMAGED_DIR,
     PARTIAL_SUFFIX,
     Checkpoints,
@@ -16,7 +17,6 @@ from colorjax.checkpoint import (
     DamagedCheckpointError,
     NoRestorableCheckpointError,
 )
-from colorjax.config import Config, apply_overrides
 
 CONFIG = apply_overrides(Config(), ["ckpt.keep=5"])
 

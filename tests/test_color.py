@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import skimage.color
 
-from colorjax import color, viz
+from colorjax import color
+from colorjax.imaging import visual
 
 
 def rgb_cube(steps: int = 33) -> np.ndarray:
@@ -92,23 +93,23 @@ def test_uint8_batches_convert_like_float_rgb():
 
 
 def test_visuals_of_network_values():
-    gray = viz.ab_to_visual(np.zeros((4, 5, 2), np.float32))
+    gray = visual.ab_to_visual(np.zeros((4, 5, 2), np.float32))
     assert gray.dtype == np.uint8 and gray.shape == (4, 5, 3)
     assert np.ptp(gray.astype(int), axis=-1).max() <= 1  # zero chroma is neutral
     assert abs(int(gray[0, 0, 0]) - 171) <= 1  # L = 70 is sRGB level 171
-    red = viz.ab_to_visual(np.array([[[0.6, 0.4]]], np.float32))[0, 0].astype(int)
+    red = visual.ab_to_visual(np.array([[[0.6, 0.4]]], np.float32))[0, 0].astype(int)
     assert red[0] > red[1] + 60
     np.testing.assert_array_equal(
-        viz.l_to_visual(np.array([[[-1.0]], [[1.0]]]))[..., 0], [[0], [255]]
+        visual.l_to_visual(np.array([[[-1.0]], [[1.0]]]))[..., 0], [[0], [255]]
     )
 
 
 def test_image_grid_pads_promotes_gray_and_titles_columns():
     color_cell = np.zeros((6, 8, 3), np.uint8)
     rows = [[np.ones((6, 4), np.float32), color_cell], [np.zeros((3, 4, 1), np.uint8)]]
-    grid = viz.image_grid(rows)
-    assert grid.shape == (6 + 3 + 3 * viz.PAD, 4 + 8 + 3 * viz.PAD, 3)
-    assert (grid[viz.PAD : viz.PAD + 6, viz.PAD : viz.PAD + 4] == 255).all()
-    titled = viz.image_grid(rows, column_titles=["gray", "generated"])
-    assert titled.shape[0] == grid.shape[0] + viz.TITLE_HEIGHT
-    assert (titled[: viz.TITLE_HEIGHT] < 128).any()  # some title text was drawn
+    grid = visual.image_grid(rows)
+    assert grid.shape == (6 + 3 + 3 * visual.PAD, 4 + 8 + 3 * visual.PAD, 3)
+    assert (grid[visual.PAD : visual.PAD + 6, visual.PAD : visual.PAD + 4] == 255).all()
+    titled = visual.image_grid(rows, column_titles=["gray", "generated"])
+    assert titled.shape[0] == grid.shape[0] + visual.TITLE_HEIGHT
+    assert (titled[: visual.TITLE_HEIGHT] < 128).any()  # some title text was drawn

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from skimage import color as skcolor
 
-from colorjax import color, colorbins
+from colorjax import color
+from colorjax.heads import colorbins
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,11 @@ from colorjax.config import (
     ConfigError,
     apply_overrides,
     differing_keys,
+    from_dict,
+    keys_marked,
     load_json,
     save_json,
+    to_dict,
     valid_keys,
 )
 from experiments.cli import add_config_args, config_from_args
@@ -82,3 +85,33 @@ def test_every_preset_builds_and_cli_applies_overrides():
     cfg = config_from_args(args)
     assert (cfg.model.norm, cfg.data.batch_size, cfg.data.image_size) == ("instance", 8, 128)
     assert "parallel.data" in valid_keys(cfg)
+
+
+def test_choices_and_ranges_are_checked_where_a_value_is_set():
+    with pytest.raises(ConfigError, match=r"model\.norm: unknown value 'bogus'; valid: batch"):
+        apply_overrides(Config(), ["model.norm=bogus"])
+    with pytest.raises(ConfigError, match=r"train\.ema\.decay: must be \[0\.0, 1\.0\)"):
+        apply_overrides(Config(), ["train.ema.decay=1"])
+    with pytest.raises(ConfigError, match=r"valid keys in train\.ema: train\.ema\.decay"):
+        apply_overrides(Config(), ["train.ema.rate=0.5"])
+    assert apply_overrides(Config(), ["disc.norm=spectral"]).disc.norm == "spectral"
+
+
+def test_keys_that_moved_into_sub_sections_keep_working():
+    old = apply_overrides(Config(), ["train.ema_decay=0.99", "train.r1_every=8"])
+    assert old.train.ema.decay == 0.99 and old.train.r1.every == 8
+    tree = to_dict(Config())
+    tree["train"] |= {"ada_target": 0.6}
+    del tree["train"]["ada"]
+    assert from_dict(tree).train.ada.target == 0.6
+
+
+def test_resume_guards_come_from_field_metadata():
+    assert "model.depth" in keys_marked("architecture")
+    assert "disc.spectral" in keys_marked("architecture")
+    assert "model.temperature" not in keys_marked("architecture")
+    assert set(keys_marked("switch")) == {
+        "train.ema.decay",
+        "train.ada.target",
+        "train.d_skip_above",
+    }

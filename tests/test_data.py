@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
-from test_imageio import broken_cases, decodable_cases
+from test_decoding import broken_cases, decodable_cases
 
-from colorjax import color, data, imageio
+from colorjax import color, data
 from colorjax.config import Config, apply_overrides
+from colorjax.imaging import decoding
 from experiments import bench, inspect_data
 
 SIZE = 32
@@ -91,9 +92,9 @@ def test_bad_files_are_decoded_or_skipped_and_counted(bad_folder, caplog):
     assert train.stats.found == len(decodable) + len(broken) + 2
     assert train.stats.decoded == len(decodable) + 2
     assert train.stats.skipped == {
-        imageio.EMPTY: 1,
-        imageio.CORRUPT: 1,
-        imageio.NOT_AN_IMAGE: 1,
+        decoding.EMPTY: 1,
+        decoding.CORRUPT: 1,
+        decoding.NOT_AN_IMAGE: 1,
         data.GRAY: len(gray),
     }
     used = {Path(it.key).name for it in train.items}
@@ -475,9 +476,9 @@ def test_a_resumed_mix_decodes_no_skipped_image(tmp_path, monkeypatch):
     write_photos(tmp_path / "a", 3)
     write_photos(tmp_path / "b", 4, seed=1)
     decoded = []
-    load = imageio.load_image
-    monkeypatch.setattr(imageio, "load_image", lambda path: decoded.append(path) or load(path))
-    monkeypatch.setattr(data, "DECODED_CACHE_BYTES", 0)  # every draw decodes its file
+    load = decoding.load_image
+    monkeypatch.setattr(decoding, "load_image", lambda path: decoded.append(path) or load(path))
+    monkeypatch.setattr("colorjax.data.pipeline.DECODED_CACHE_BYTES", 0)  # each draw decodes
     source = f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*2"
     take(mix_pipeline(source, start_step=1000, batch_size=2), 1)
     assert 2 <= len(decoded) < 100  # the batch and some read-ahead, not the 2000 skipped
@@ -490,7 +491,7 @@ def test_mix_scan_reports_each_source_and_the_whole(tmp_path, caplog):
     source = f"folder:{tmp_path / 'a'},folder:{tmp_path / 'b'}*2"
     with caplog.at_level(logging.INFO, logger="colorjax.data"):
         pipeline = mix_pipeline(source)
-    lines = [r.getMessage() for r in caplog.records if r.name == "colorjax.data"]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("colorjax.data")]
     assert [line.split(" [")[0] for line in lines[:2]] == [
         f"data folder:{tmp_path / 'a'}",
         f"data folder:{tmp_path / 'b'}",

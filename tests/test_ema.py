@@ -7,9 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import ema, inference, steps
-from colorjax.checkpoint import Checkpoints
+from colorjax import inference
 from colorjax.config import apply_overrides, save_json
+from colorjax.gan import ema
+from colorjax.gan.build import build_gan
+from colorjax.gan.state import init_state
+from colorjax.gan.step import make_train_step
+from colorjax.training.checkpoint import Checkpoints
 from experiments import export
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
@@ -31,10 +35,10 @@ def test_update_copies_before_start_then_averages():
 
 
 def test_train_step_keeps_the_average_of_the_generator(tiny_config):
-    config = apply_overrides(tiny_config, ["train.ema_decay=0.75", "train.ema_start=1"])
-    gan = steps.build_gan(config)
-    state = steps.init_state(gan, jax.random.PRNGKey(0), 32)
-    step = steps.make_train_step(gan, adversarial=False, donate=False)
+    config = apply_overrides(tiny_config, ["train.ema.decay=0.75", "train.ema.start=1"])
+    gan = build_gan(config)
+    state = init_state(gan, jax.random.PRNGKey(0), 32)
+    step = make_train_step(gan, adversarial=False, donate=False)
     rgb = jax.random.randint(jax.random.PRNGKey(1), (4, 32, 32, 3), 0, 256).astype(jnp.uint8)
     first, _ = step(state, {"rgb": rgb})
     for a, b in zip(_leaves(first.ema["params"]), _leaves(first.g_params), strict=True):
@@ -44,20 +48,20 @@ def test_train_step_keeps_the_average_of_the_generator(tiny_config):
     for a, b in zip(_leaves(second.ema["params"]), _leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert jax.tree.structure(second.ema["state"]) == jax.tree.structure(second.g_state)
-    assert steps.init_state(steps.build_gan(tiny_config), jax.random.PRNGKey(0), 32).ema == {}
+    assert init_state(build_gan(tiny_config), jax.random.PRNGKey(0), 32).ema == {}
 
 
 def test_out_of_range_decay_is_rejected(tiny_config):
-    with pytest.raises(ValueError, match=r"train\.ema_decay"):
-        steps.build_gan(apply_overrides(tiny_config, ["train.ema_decay=1.0"]))
+    with pytest.raises(ValueError, match=r"train\.ema\.decay"):
+        build_gan(apply_overrides(tiny_config, ["train.ema.decay=1.0"]))
 
 
 @pytest.fixture(scope="module")
 def ema_workdir(tiny_config, tmp_path_factory):
     """A workdir whose one checkpoint has EMA weights different from the trained ones."""
-    config = apply_overrides(tiny_config, ["train.ema_decay=0.9"])
-    gan = steps.build_gan(config)
-    state = steps.init_state(gan, jax.random.PRNGKey(0), 32)
+    config = apply_overrides(tiny_config, ["train.ema.decay=0.9"])
+    gan = build_gan(config)
+    state = init_state(gan, jax.random.PRNGKey(0), 32)
     shifted = jax.tree.map(lambda x: x + 0.01, state.ema)
     workdir = tmp_path_factory.mktemp("ema_run")
     save_json(config, workdir / "config.json")
@@ -95,5 +99,5 @@ def test_export_writes_ema_by_default_and_raw_on_request(ema_workdir, tmp_path):
 def test_asking_for_ema_of_a_run_without_it_names_the_setting():
     params, state = {"w": jnp.ones(2)}, {}
     assert ema.generator_weights({}, params, state) == (params, state)
-    with pytest.raises(ValueError, match=r"train\.ema_decay=0.*'raw'"):
+    with pytest.raises(ValueError, match=r"train\.ema\.decay=0.*'raw'"):
         ema.generator_weights({}, params, state, "ema", source="runs/x")

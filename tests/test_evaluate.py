@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_data import write_photos
-from test_imageio import broken_cases
+from test_decoding import broken_cases
 
-from colorjax import data, evaluation, imageio, inference, viz
+from colorjax import data, evaluation, inference
 from colorjax.config import DataConfig, ModelConfig
-from colorjax.models.unet import generator_from_config
+from colorjax.heads import generator_from_config
+from colorjax.imaging import decoding, visual
 from experiments import evaluate as evaluate_cli
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
@@ -60,10 +61,10 @@ def test_plain_folder_is_all_test_and_corrupt_files_are_counted(tmp_path, caplog
         images = evaluation.eval_images(f"folder:{tmp_path / 'photos'}")
     assert [name for name, _ in images] == ["photo00.png", "photo01.jpg", "photo02.png"]
     assert all(rgb.dtype == np.uint8 and rgb.shape[-1] == 3 for _, rgb in images)
-    first = imageio.load_image(tmp_path / "photos" / "photo00.png")
+    first = decoding.load_image(tmp_path / "photos" / "photo00.png")
     np.testing.assert_array_equal(images[0][1], first)  # native size, untouched
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "colorjax.data"]
-    assert "skipped 1" in warning and imageio.CORRUPT in warning
+    [warning] = [r.getMessage() for r in caplog.records if r.name.startswith("colorjax.data")]
+    assert "skipped 1" in warning and decoding.CORRUPT in warning
 
 
 def test_folder_with_train_and_eval_gives_only_eval(tmp_path):
@@ -76,7 +77,7 @@ def test_folder_with_train_and_eval_gives_only_eval(tmp_path):
 def test_sample_gives_the_held_out_regions_and_limit_and_size_apply():
     images = evaluation.eval_images("sample", limit=2)
     assert [name for name, _ in images] == list(data.SAMPLE_FILES[:2])
-    whole = imageio.load_image(data.sample_dir() / data.SAMPLE_FILES[0])
+    whole = decoding.load_image(data.sample_dir() / data.SAMPLE_FILES[0])
     cut = round(whole.shape[1] * (1 - data.SAMPLE_EVAL_FRACTION))
     np.testing.assert_array_equal(images[0][1], whole[:, cut:])  # the far end of a wide photo
     [(_, view)] = evaluation.eval_images("sample", limit=1, size=32)
@@ -123,7 +124,7 @@ def test_a_perfect_method_scores_perfectly_and_infinities_are_handled(results, t
     assert perfect["tint"] == pytest.approx(results["ground_truth"]["tint"])  # its own tint
     assert perfect["chroma_ratio"] == pytest.approx(1.0)
     assert perfect["colorfulness_diff"] == pytest.approx(0.0)
-    paths = evaluation.write_report(results, tmp_path / "report" / "results.json", None)
+    paths = evaluation.write_results(results, tmp_path / "report" / "results.json", None)
     assert set(paths) == {"json", "markdown"}
 
     def reject(constant):
@@ -157,10 +158,10 @@ def test_comparison_grid_is_rows_of_images_by_method_columns(colorizer):
     images = smooth_photos(3, height=20, width=30)
     grid = evaluation.comparison_grid({"tiny": colorizer}, images, count=2, height=40)
     columns, rows, cell_width = 3, 2, 60  # gray | tiny | ground truth; 30 x 20 -> 60 x 40
-    pad = viz.PAD
+    pad = visual.PAD
     assert grid.dtype == np.uint8
     assert grid.shape == (
-        viz.TITLE_HEIGHT + rows * 40 + (rows + 1) * pad,
+        visual.TITLE_HEIGHT + rows * 40 + (rows + 1) * pad,
         columns * cell_width + (columns + 1) * pad,
         3,
     )
@@ -182,7 +183,7 @@ def test_cli_writes_json_table_and_grid(colorizer, tmp_path, capsys):
     assert "| tiny_model |" in printed and "| ground truth |" in printed
     assert out.with_suffix(".md").read_text().strip() in printed
     grid = np.asarray(Image.open(tmp_path / "eval" / "results_grid.png"))
-    assert grid.shape[0] == viz.TITLE_HEIGHT + 2 * evaluation.GRID_HEIGHT + 3 * viz.PAD
+    assert grid.shape[0] == visual.TITLE_HEIGHT + 2 * evaluation.GRID_HEIGHT + 3 * visual.PAD
 
 
 def test_cli_names_methods_with_name(colorizer, tmp_path):

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from colorjax import hostmem
+from colorjax.training import hostmem
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax import color, evaluation, inference, viz
+from colorjax import color, evaluation, inference
+from colorjax.imaging import visual
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
@@ -96,8 +97,8 @@ def test_showcase_lays_out_input_beside_and_colorized(colorizer, tmp_path):
     # columns: input, beside, colorized for two photos; widths at height 50 are the widest
     # photo of each column (photo2, 100 px, under photo0) and the 30x20 beside image (75 px)
     widths = [100, 75, 100, 88, 75, 88]
-    assert figure.shape[1] == sum(widths) + viz.PAD * (len(widths) + 1)
-    assert figure.shape[0] == viz.TITLE_HEIGHT + 2 * 50 + 3 * viz.PAD
+    assert figure.shape[1] == sum(widths) + visual.PAD * (len(widths) + 1)
+    assert figure.shape[0] == visual.TITLE_HEIGHT + 2 * 50 + 3 * visual.PAD
     with pytest.raises(SystemExit):
         showcase.main([*map(str, photos), *argv, "--beside", str(other)])
 

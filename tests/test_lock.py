@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
-from colorjax.lock import LOCK_NAME, WorkdirBusyError, WorkdirLock
+from colorjax.training.lock import LOCK_NAME, WorkdirBusyError, WorkdirLock
 
 HOLD_UNTIL_KILLED = """
 import sys, time
-from colorjax.lock import WorkdirLock
+from colorjax.training.lock import WorkdirLock
 lock = WorkdirLock(sys.argv[1])
 lock.acquire()
 print("locked", flush=True)

@@ -11,8 +11,8 @@ from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 from PIL import Image
 
-from colorjax.checkpoint import Checkpoints
 from colorjax.config import CheckpointConfig
+from colorjax.training.checkpoint import Checkpoints
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "colorjax_colab.ipynb"
 KERNEL = "colorjax-test"

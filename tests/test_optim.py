@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from colorjax import optim
 from colorjax.config import Config, apply_overrides
+from colorjax.gan import optim
 
 
 def test_constant_schedule():
@@ -29,7 +29,9 @@ def test_warmup_cosine_rises_then_decays():
 
 
 def test_unknown_schedule_names_option():
-    with pytest.raises(ValueError, match=r"train\.schedule.*linear_decay"):
+    with pytest.raises(ValueError, match=r"train\.schedule: unknown value 'cyclic'.*linear_decay"):
+        apply_overrides(Config(), ["train.schedule=cyclic"])
+    with pytest.raises(ValueError, match=r"cyclic.*linear_decay"):
         optim.make_schedule(1.0, "cyclic", 10)
 
 

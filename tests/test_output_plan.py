@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from colorjax.output_plan import Source, find_inputs, output_names, plan_outputs
+from colorjax.imaging.output_plan import Source, find_inputs, output_names, plan_outputs
 
 
 def _touch(root: Path, *names: str) -> list[Path]:

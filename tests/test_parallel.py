@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from parallel_worker import RUN_STEPS, flat, networks, short_config
 
-from colorjax import parallel, steps
-from colorjax.checkpoint import Checkpoints
 from colorjax.config import ConfigError, ParallelConfig
+from colorjax.gan.build import build_gan
+from colorjax.gan.state import init_state
+from colorjax.training import parallel
+from colorjax.training.checkpoint import Checkpoints
 
 WORKER = Path(__file__).with_name("parallel_worker.py")
 REPO = Path(__file__).parents[1]
@@ -128,9 +130,9 @@ def _checkpointed_networks(workdir: Path) -> tuple[int, dict[str, np.ndarray]]:
     """Step and network variables of the latest checkpoint, restored onto this process's
     first device."""
     config = short_config()
-    gan = steps.build_gan(config)
+    gan = build_gan(config)
     abstract = jax.eval_shape(
-        lambda key: steps.init_state(gan, key, config.data.image_size), jax.random.PRNGKey(0)
+        lambda key: init_state(gan, key, config.data.image_size), jax.random.PRNGKey(0)
     )
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(
@@ -196,6 +198,8 @@ def test_two_hosts_train_like_one(two_hosts, four_devices):
         facts = json.loads((two_hosts / f"host_{index}.json").read_text())
         assert facts["processes"] == 2 and facts["local_devices"] == 2
         assert facts["mesh"] == {"data": 4} and facts["steps"] == [1, RUN_STEPS]
+        # ckpt.every=1000: steps 2 and 3 are saves due by process 0's (fast) clock
+        assert facts["saved"] == list(range(1, RUN_STEPS + 1))
     step, restored = _checkpointed_networks(two_hosts / "hosts")
     assert step == RUN_STEPS
     _assert_close(restored, _load(four_devices / "steps.npz", "state_4"))

@@ -18,10 +18,10 @@ import pytest
 from conftest import TINY, fail_last_checkpoint_write, tensorboard_scalars, truncate_largest_file
 
 from colorjax import inference
-from colorjax.checkpoint import DAMAGED_DIR, Checkpoints, DamagedCheckpointError
 from colorjax.config import Config, apply_overrides
-from colorjax.lock import WorkdirLock
-from colorjax.train import train_and_evaluate
+from colorjax.training.checkpoint import DAMAGED_DIR, Checkpoints, DamagedCheckpointError
+from colorjax.training.lock import WorkdirLock
+from colorjax.training.loop import train_and_evaluate
 from experiments import export
 from experiments import train as train_cli
 from experiments.cli import run_cli

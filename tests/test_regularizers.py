@@ -5,8 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import regularizers, steps
 from colorjax.config import apply_overrides
+from colorjax.gan import regularizers
+from colorjax.gan.build import build_gan
+from colorjax.gan.state import init_state
+from colorjax.gan.step import make_train_step
 
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
@@ -41,21 +44,21 @@ def test_patch_logits_are_summed_before_the_gradient():
 
 
 def test_lazy_schedule_and_weight(tiny_config):
-    config = apply_overrides(tiny_config, ["train.r1_weight=10", "train.r1_every=4"]).train
+    config = apply_overrides(tiny_config, ["train.r1.weight=10", "train.r1.every=4"]).train
     assert [s for s in range(10) if regularizers.r1_due(config, s)] == [0, 4, 8]
     assert regularizers.lazy_r1_weight(config) == pytest.approx(10 / 2 * 4)
     assert not any(regularizers.r1_due(tiny_config.train, s) for s in range(10))
-    with pytest.raises(ValueError, match=r"train\.r1_every"):
-        steps.build_gan(apply_overrides(tiny_config, ["train.r1_every=0"]))
+    with pytest.raises(ValueError, match=r"train\.r1\.every"):
+        build_gan(apply_overrides(tiny_config, ["train.r1.every=0"]))
 
 
 def test_r1_step_penalises_only_the_discriminator_update(tiny_config):
-    config = apply_overrides(tiny_config, ["train.r1_weight=100", "train.r1_every=2"])
-    gan = steps.build_gan(config)
-    state = steps.init_state(gan, jax.random.PRNGKey(0), 32)
+    config = apply_overrides(tiny_config, ["train.r1.weight=100", "train.r1.every=2"])
+    gan = build_gan(config)
+    state = init_state(gan, jax.random.PRNGKey(0), 32)
     rgb = jax.random.randint(jax.random.PRNGKey(1), (4, 32, 32, 3), 0, 256).astype(jnp.uint8)
-    plain, plain_metrics = steps.make_train_step(gan, donate=False)(state, {"rgb": rgb})
-    with_r1, r1_metrics = steps.make_train_step(gan, r1=True, donate=False)(state, {"rgb": rgb})
+    plain, plain_metrics = make_train_step(gan, donate=False)(state, {"rgb": rgb})
+    with_r1, r1_metrics = make_train_step(gan, r1=True, donate=False)(state, {"rgb": rgb})
     assert "d_r1" not in plain_metrics and float(r1_metrics["d_r1"]) > 0
     assert float(r1_metrics["d_loss"]) == pytest.approx(float(plain_metrics["d_loss"]), rel=1e-5)
     differs = [

@@ -7,7 +7,7 @@ from pathlib import Path
 from conftest import tensorboard_scalars
 
 from colorjax.ablation import read_losses
-from colorjax.report import Reporter, drop_rows_after
+from colorjax.training.progress import Reporter, drop_rows_after
 
 
 def _reporter(workdir: Path, start: int) -> Reporter:

@@ -16,9 +16,9 @@ from conftest import TINY
 from test_data import write_photos
 
 from colorjax import color, metrics
-from colorjax.checkpoint import Checkpoints
 from colorjax.config import Config, ConfigError, apply_overrides
-from colorjax.train import (
+from colorjax.training.checkpoint import Checkpoints
+from colorjax.training.loop import (
     SAMPLE_ROWS,
     NonFiniteLossError,
     load_validation,
@@ -58,13 +58,13 @@ def test_resume_continues_exactly_with_every_knob_on(tiny_config, tmp_path):
         "train.steps=4",
         "log.eval_every=2",
         "ckpt.every=2",
-        "train.ema_decay=0.5",
-        "train.ema_start=1",
-        "train.r1_weight=1",
-        "train.r1_every=2",
-        "train.ada_target=0.3",
-        "train.ada_interval=1",
-        "train.ada_images=40",
+        "train.ema.decay=0.5",
+        "train.ema.start=1",
+        "train.r1.weight=1",
+        "train.r1.every=2",
+        "train.ada.target=0.3",
+        "train.ada.interval=1",
+        "train.ada.images=40",
         "train.d_skip_above=0.3",
     ]
     config = apply_overrides(tiny_config, knobs)
@@ -82,8 +82,8 @@ def test_resume_continues_exactly_with_every_knob_on(tiny_config, tmp_path):
     train = [r for r in records if r["split"] == "train" and "g_adv" in r]
     assert {"ada_p", "d_skip_fraction"} <= set(train[0])
     assert [r["step"] for r in train if "d_r1" in r] == [1, 3]  # step indices 0 and 2
-    with pytest.raises(ConfigError, match=r"train\.ema_decay \(was 0\.5, now 0\.0\)"):
-        train_and_evaluate(apply_overrides(config, ["train.ema_decay=0"]), tmp_path / "resumed")
+    with pytest.raises(ConfigError, match=r"train\.ema\.decay \(was 0\.5, now 0\.0\)"):
+        train_and_evaluate(apply_overrides(config, ["train.ema.decay=0"]), tmp_path / "resumed")
 
 
 def test_run_leaves_samples_metrics_and_config(tiny_config, tmp_path):

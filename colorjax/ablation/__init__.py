@@ -6,11 +6,13 @@ scored on several eval sets at evaluation-time variants without retraining.
     sets = [eval_set("folder:/data/CBSD68", ALL, config), eval_set("folder:/data/x", EVAL, config)]
     plan = EvalPlan(tuple(sets), variants(render_sizes=[128, 256]))
     run_grid(cells, train_in_process, CellEvaluator(plan))
-    write_report(cells, Path("runs/ablate"), plan)
+    write_summary(cells, Path("runs/ablate"), plan)
 
-One module per job: ``grid`` (cells, names, checks), ``status`` (each cell's ``cell.json``),
+One module per job: ``grid`` (cells, names, checks), ``status`` (each cell's ``cell.json``,
+progress lines),
 ``running`` (trainers, the grid loop), ``scoring`` (eval sets, variants, the evaluator),
-``results`` (records arranged per set), ``report`` (CSV, markdown) and ``plots``. Re-running a
+``results`` (records arranged per set), ``summary`` (CSV, markdown) and ``plots``; ``types``
+holds what they share (eval sets, variants, the plan). Re-running a
 grid trains only cells that have not reached ``train.steps`` and scores only the (set, variant)
 pairs a cell has no current record of.
 """
@@ -27,7 +29,6 @@ from colorjax.ablation.grid import (
     validate_cells,
 )
 from colorjax.ablation.plots import read_losses, smooth
-from colorjax.ablation.report import markdown_report, write_csv, write_report
 from colorjax.ablation.results import CellResult, load_results
 from colorjax.ablation.running import (
     ERROR_LOG,
@@ -42,17 +43,11 @@ from colorjax.ablation.running import (
     train_in_process,
 )
 from colorjax.ablation.scoring import (
-    ALL,
-    EVAL,
     CellEvaluator,
-    EvalPlan,
-    EvalSet,
-    Variant,
     check_held_out_sets,
     eval_set,
     samples_path,
     training_eval_set,
-    variants,
 )
 from colorjax.ablation.status import (
     FAILED,
@@ -67,6 +62,8 @@ from colorjax.ablation.status import (
     read_status,
     update_status,
 )
+from colorjax.ablation.summary import markdown_report, write_csv, write_summary
+from colorjax.ablation.types import ALL, EVAL, EvalPlan, EvalSet, Variant, variants
 
 __all__ = [
     "ALL",
@@ -116,5 +113,5 @@ __all__ = [
     "validate_cells",
     "variants",
     "write_csv",
-    "write_report",
+    "write_summary",
 ]

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from colorjax.config import Config, ConfigError, differing_keys, load_json, set_key
+from colorjax.gan.build import build_gan
+from colorjax.gan.state import init_state
 
 # Settings a cell may change between invocations without invalidating the ablation.
 RESUMABLE_KEYS = ("train.steps", "log.", "ckpt.", "parallel.", "data.data_dir", "model.conv_impl")
@@ -122,14 +124,12 @@ def validate_cells(cells: Sequence[Cell]) -> None:
     is a ConfigError now rather than a failure hours into the grid."""
     import jax
 
-    from colorjax import steps
-
     for cell in {cell.combo: cell for cell in cells}.values():
         try:
-            gan = steps.build_gan(cell.config)
+            gan = build_gan(cell.config)
             size = cell.config.data.image_size
             jax.eval_shape(
-                lambda key, gan=gan, size=size: steps.init_state(gan, key, size),
+                lambda key, gan=gan, size=size: init_state(gan, key, size),
                 jax.random.PRNGKey(0),
             )
         except ValueError as err:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from colorjax.ablation.results import CellResult, first_record, floats, set_rows
-from colorjax.ablation.scoring import EvalPlan, samples_path
+from colorjax.ablation.scoring import samples_path
 from colorjax.ablation.status import FAILED
+from colorjax.ablation.types import EvalPlan
 
 SMOOTHING = 0.9  # exponential moving average of the loss curves (TensorBoard style)
 FEW_POINTS = 30  # loss curves with fewer logged steps show markers

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from colorjax.ablation.grid import Cell
-from colorjax.ablation.scoring import EvalPlan, EvalSet, Variant
 from colorjax.ablation.status import find_record, is_finished, read_status
+from colorjax.ablation.types import EvalPlan, EvalSet, Variant
 
 
 @dataclasses.dataclass

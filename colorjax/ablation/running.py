@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from colorjax.ablation.grid import Cell
 from colorjax.ablation.status import (
@@ -25,12 +25,11 @@ from colorjax.ablation.status import (
     is_trained,
     missing_evaluations,
     read_status,
+    say,
     store_record,
     update_status,
 )
-
-if TYPE_CHECKING:
-    from colorjax.ablation.scoring import EvalSet, Variant
+from colorjax.ablation.types import EvalSet, Variant
 
 TRAIN_LOG = "train.log"
 ERROR_LOG = "error.log"
@@ -51,7 +50,7 @@ class CellFailed(RuntimeError):
 
 def train_in_process(cell: Cell) -> TrainOutcome:
     """``train_and_evaluate`` in this process (resumes from the workdir's latest checkpoint)."""
-    from colorjax.train import train_and_evaluate
+    from colorjax.training.loop import train_and_evaluate
 
     summary = train_and_evaluate(cell.config, cell.workdir)
     return TrainOutcome(summary["step"], summary["interrupted"])
@@ -106,7 +105,7 @@ class SubprocessTrainer:
     env: Mapping[str, str] | None = None
 
     def __call__(self, cell: Cell) -> TrainOutcome:
-        from colorjax.checkpoint import Checkpoints
+        from colorjax.training.checkpoint import Checkpoints
 
         log = cell.workdir / TRAIN_LOG
         code = run_logged(self.command(cell), log, self.env)
@@ -130,11 +129,6 @@ class Evaluator(Protocol):
     def __call__(
         self, cell: Cell, todo: Sequence[tuple[EvalSet, Variant]]
     ) -> Iterable[tuple[EvalSet, Variant, Mapping[str, Any]]]: ...
-
-
-def say(text: str) -> None:
-    """A progress line on stderr."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def _record_failure(cell: Cell, stage: str, err: Exception) -> None:

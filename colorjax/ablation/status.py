@@ -11,15 +11,14 @@ read; it is dropped the next time the file is written.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from colorjax.ablation.grid import Cell
-
-if TYPE_CHECKING:
-    from colorjax.ablation.scoring import EvalSet, Variant
+from colorjax.ablation.types import EvalSet, Variant
 
 STATUS_FILE = "cell.json"
 PENDING, RUNNING, FINISHED, FAILED = "pending", "running", "finished", "failed"
@@ -121,3 +120,8 @@ def describe_cells(
         f"{cell.workdir}  [{status_text(cell, read_status(cell.workdir), pairs_of(cell))}]"
         for cell in cells
     )
+
+
+def say(text: str) -> None:
+    """A progress line on stderr."""
+    print(text, file=sys.stderr, flush=True)

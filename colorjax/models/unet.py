@@ -6,24 +6,20 @@ activation before the outermost conv, no norm after the outermost and innermost 
 blocks ReLU -> x2 upsampling -> norm [-> dropout], each concatenated after its encoder skip, and a
 final ReLU -> x2 upsampling (with bias) -> tanh.
 
-With ``head="classification"`` the final block is instead ReLU -> 1x1 conv (with bias) to one
-logit per colour bin (``colorjax.colorbins``), at half the resolution of the padded input
-(``colorjax.heads`` decodes it).
+With ``head="classification"`` the final block is instead ReLU -> 1x1 conv (with bias) to
+``out_channels`` logits, one per colour bin (``colorjax.heads.colorbins``), at half the
+resolution of the padded input (``colorjax.heads`` decodes it).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from colorjax import colorbins
 from colorjax.models.layers import Conv, ConvNorm, dropout
 
 ENCODER_SLOPE = 0.2  # LeakyReLU negative slope of the encoder
-HEADS = ("regression", "classification")
 
 
 def level_widths(depth: int, features: int, max_mult: int) -> list[int]:
@@ -80,8 +76,6 @@ class UNetGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r} (model.head); valid: {', '.join(HEADS)}")
         height, width = x.shape[1:3]
         x, (top, left) = reflect_pad_to_multiple(x, 2**self.depth)
         skips = self._encode(x, train=train)
@@ -94,7 +88,7 @@ class UNetGenerator(nn.Module):
     def _bin_logits(self, x: jax.Array, *, train: bool) -> jax.Array:
         """Logits [B, H'/2, W'/2, Q] over the colour bins, for the padded H' x W' input."""
         logits = Conv(
-            len(colorbins.bin_centers()),
+            self.out_channels,
             kernel_size=1,
             padding=0,
             init_std=self.init_std,
@@ -128,11 +122,3 @@ class UNetGenerator(nn.Module):
                 x = dropout(x, self.dropout, train=train)
             x = jnp.concatenate([skip, x], axis=-1)
         return x
-
-
-def generator_from_config(model) -> UNetGenerator:
-    """The generator a ``colorjax.config.ModelConfig`` describes (its decoding settings, such
-    as the temperature, belong to ``colorjax.heads``)."""
-    fields = dataclasses.asdict(model)
-    fields.pop("temperature")
-    return UNetGenerator(**fields)

@@ -1,0 +1,68 @@
+"""Colour maths: sRGB <-> CIE Lab in jax.numpy (``lab``) and in numpy on the host (``host``).
+
+Every name of both modules is available here, e.g. ``color.rgb_to_lab``.
+"""
+
+from colorjax.color.host import (
+    LINEAR_STEPS,
+    ROWS_PER_CHUNK,
+    full_resolution_l,
+    lab_to_linear_rgb,
+    lab_to_rgb8,
+    lookup_tables,
+)
+from colorjax.color.lab import (
+    AB_SCALE,
+    D65_WHITE,
+    L_SCALE,
+    LAB_EPSILON,
+    LAB_KAPPA,
+    LAB_OFFSET,
+    RGB_FROM_XYZ,
+    SRGB_GAMMA,
+    SRGB_LINEAR_SLOPE,
+    SRGB_LINEAR_THRESHOLD,
+    XYZ_FROM_RGB,
+    denormalize_ab,
+    denormalize_l,
+    lab_to_rgb,
+    linear_to_srgb,
+    network_to_rgb,
+    normalize_ab,
+    normalize_l,
+    rgb8_to_network,
+    rgb_to_lab,
+    rgb_to_network,
+    srgb_to_linear,
+)
+
+__all__ = [
+    "AB_SCALE",
+    "D65_WHITE",
+    "LAB_EPSILON",
+    "LAB_KAPPA",
+    "LAB_OFFSET",
+    "LINEAR_STEPS",
+    "L_SCALE",
+    "RGB_FROM_XYZ",
+    "ROWS_PER_CHUNK",
+    "SRGB_GAMMA",
+    "SRGB_LINEAR_SLOPE",
+    "SRGB_LINEAR_THRESHOLD",
+    "XYZ_FROM_RGB",
+    "denormalize_ab",
+    "denormalize_l",
+    "full_resolution_l",
+    "lab_to_linear_rgb",
+    "lab_to_rgb",
+    "lab_to_rgb8",
+    "linear_to_srgb",
+    "lookup_tables",
+    "network_to_rgb",
+    "normalize_ab",
+    "normalize_l",
+    "rgb8_to_network",
+    "rgb_to_lab",
+    "rgb_to_network",
+    "srgb_to_linear",
+]

@@ -1,0 +1,56 @@
+"""Evaluating colorizers on whole photos against the gray baseline: ``compare`` colorizes and
+scores, ``tables`` writes the table, the grid and the JSON."""
+
+from colorjax.evaluation.compare import (
+    ALL,
+    EVAL,
+    GOALS,
+    GRAY,
+    GRID_HEIGHT,
+    GROUND_TRUTH,
+    GROUND_TRUTH_METRICS,
+    METRICS,
+    SPLITS,
+    colorize_all,
+    eval_images,
+    evaluate,
+    gray_baseline,
+    method_names,
+    method_scores,
+    score,
+)
+from colorjax.evaluation.tables import (
+    best_methods,
+    comparison_grid,
+    goal_label,
+    grid_from_outputs,
+    json_ready,
+    markdown_table,
+    write_results,
+)
+
+__all__ = [
+    "ALL",
+    "EVAL",
+    "GOALS",
+    "GRAY",
+    "GRID_HEIGHT",
+    "GROUND_TRUTH",
+    "GROUND_TRUTH_METRICS",
+    "METRICS",
+    "SPLITS",
+    "best_methods",
+    "colorize_all",
+    "comparison_grid",
+    "eval_images",
+    "evaluate",
+    "goal_label",
+    "gray_baseline",
+    "grid_from_outputs",
+    "json_ready",
+    "markdown_table",
+    "method_names",
+    "method_scores",
+    "score",
+    "write_results",
+]
