@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import ExifTags, Image
-from test_decoding import colorful
+from test_decoding import colorful, decodable_cases
 
 from colorjax.imaging import writing
 from colorjax.inference import batch_colorize, uploads
@@ -85,7 +85,7 @@ def test_every_upload_gets_an_outcome_in_order(colorizer, tmp_path):
         assert told in message, outcome
         assert (outcome.output is not None) == colorized
     last = outcomes[-1]
-    assert last.error is None and last.colour and last.output == tmp_path / "out" / "old.jpg"
+    assert last.error is None and last.output == tmp_path / "out" / "old.jpg"
     with Image.open(last.output) as result:
         assert result.size == (64, 48) and result.getexif()[ExifTags.Base.DateTime] == DATE
 
@@ -111,12 +111,19 @@ def test_uploads_with_one_name_get_distinct_outputs(colorizer, tmp_path):
     assert len(set(outputs)) == 2 and all(p.is_file() and p.suffix == ".png" for p in outputs)
 
 
-def test_gray_uploads_are_told_apart_from_colour_ones(colorizer, tmp_path):
-    Image.fromarray(colorful(40, 60)).convert("L").save(tmp_path / "gray.png")
-    gray = uploads.Upload(tmp_path / "gray.png", "gray.png")
-    colour = uploads.Upload(dated_photo(tmp_path / "colour.jpg"), "colour.jpg")
-    outcomes = uploads.colorize_uploads(colorizer, [gray, colour], tmp_path / "out")
-    assert [o.colour for o in outcomes] == [False, True]
+@pytest.mark.parametrize(
+    "name, notes",
+    [
+        ("photo.jpg", ()),
+        ("deep16.png", ("16 bits per sample: reduced to 8",)),
+        ("rgba.png", ("transparency dropped",)),
+        ("palette.png", ("transparency dropped",)),
+        ("cmyk.jpg", ("CMYK: converted to RGB",)),
+    ],
+)
+def test_conversion_notes_name_what_reading_changes(name, notes):
+    with Image.open(io.BytesIO(decodable_cases()[name][0])) as image:
+        assert uploads.conversion_notes(image) == notes
 
 
 CARD = """# A colorizer

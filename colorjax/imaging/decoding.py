@@ -95,7 +95,10 @@ class ImageInfo:
         return self.chroma <= GRAY_CHROMA
 
 
-def _open(data: bytes, name: str) -> Image.Image:
+def open_image(data: bytes, name: str = "") -> Image.Image:
+    """``data`` opened lazily (the header read, the pixels not yet decoded); raises
+    ``ImageDecodeError`` for an empty file, no picture, a damaged header or a decompression
+    bomb."""
     if not data:
         raise ImageDecodeError(name, EMPTY)
     try:
@@ -141,7 +144,7 @@ def _decode(img: Image.Image, name: str) -> np.ndarray:
 
 def decode_image(data: bytes, name: str = "") -> np.ndarray:
     """Encoded image bytes -> uint8 array [H, W, 3] RGB; ``name`` only labels errors."""
-    with _open(data, name) as img:
+    with open_image(data, name) as img:
         return _decode(img, name)
 
 
@@ -166,7 +169,7 @@ def photo_exif(img: Image.Image) -> bytes | None:
 
 def load_photo(path: str | os.PathLike) -> tuple[np.ndarray, bytes | None]:
     """The image file at ``path`` as uint8 [H, W, 3] RGB, and its ``photo_exif``."""
-    with _open(Path(path).read_bytes(), str(path)) as img:
+    with open_image(Path(path).read_bytes(), str(path)) as img:
         return _decode(img, str(path)), photo_exif(img)
 
 
@@ -189,7 +192,7 @@ def probe_image(data: bytes, name: str = "") -> ImageInfo:
     Raises the same ``ImageDecodeError`` that ``decode_image`` would (a reduced JPEG decode
     still reads every byte of the file, so truncation is caught).
     """
-    with _open(data, name) as img:
+    with open_image(data, name) as img:
         stored_size = img.size
         img.draft(img.mode, (_PROBE_SIDE, _PROBE_SIDE))
         rgb = _decode(img, name)

@@ -3,29 +3,29 @@
     outcomes = colorize_uploads(colorizer, [Upload(Path("/tmp/x/old.jpg"), "old.jpg")], out)
     [(o.upload.name, o.output, o.error, o.notes) for o in outcomes]
 
-Every file is checked first (``check_upload``): one that is no usable photo gets a reason a
-person understands, and what will be converted on the way in (CMYK, 16 bits, transparency, the
-frames of an animation) is said in notes. The good ones go through
-``batch_colorize.colorize_files``, the command line's own path: decoded once, memory bounded by
-the photo in hand, written at full resolution with the input's EXIF.
+Every file's header is checked first (``check_upload``): one that is no usable photo gets a
+reason a person understands, and what will be converted on the way in (CMYK, 16 bits,
+transparency, the frames of an animation) is said in notes. The others go through
+``batch_colorize.colorize_files``, the command line's own path: decoded once (a damaged one is
+reported then), memory bounded by the photo in hand, written at full resolution with the
+input's EXIF.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from colorjax.imaging import decoding, output_plan, writing
-from colorjax.imaging.decoding import ImageInfo
 from colorjax.inference import batch_colorize
 from colorjax.inference.colorizer import Colorizer
 
 MIN_SIDE = 16  # pixels: a picture narrower than this holds nothing to colorize
 _BITS_PER_SAMPLE_TAG = 258  # TIFF
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
 def _reason_text(reason: str) -> str:
@@ -59,24 +59,14 @@ class Upload:
 
 
 @dataclasses.dataclass(frozen=True)
-class Checked:
-    """An upload that will colorize: its size and chroma (``probe_image``), and notes."""
-
-    upload: Upload
-    info: ImageInfo
-    notes: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What became of an upload: its colorized file, or the error; notes on the way in;
-    ``colour``: whether the upload itself had colour."""
+    """What became of an upload: its colorized file, or the error, and notes on how it was
+    read."""
 
     upload: Upload
     output: Path | None = None
     error: str | None = None
     notes: tuple[str, ...] = ()
-    colour: bool = False
 
 
 def _deep(image: Image.Image) -> bool:
@@ -89,6 +79,14 @@ def _deep(image: Image.Image) -> bool:
     return image.mode.startswith("I") or ";16" in str(rawmode)
 
 
+def _frames(image: Image.Image) -> int:
+    """How many frames ``image`` holds (1 where they cannot be counted)."""
+    try:
+        return getattr(image, "n_frames", 1)
+    except Exception:  # a damaged animation: its first frame is still tried
+        return 1
+
+
 def conversion_notes(image: Image.Image) -> tuple[str, ...]:
     """What reading ``image`` (an opened, not yet decoded picture) for colorization changes."""
     notes = []
@@ -96,49 +94,49 @@ def conversion_notes(image: Image.Image) -> tuple[str, ...]:
         notes.append("CMYK: converted to RGB")
     if _deep(image):
         notes.append("16 bits per sample: reduced to 8")
-    if "A" in image.mode or "transparency" in image.info:
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
         notes.append("transparency dropped")
-    frames = getattr(image, "n_frames", 1)
+    frames = _frames(image)
     if frames > 1:
         notes.append(f"{frames} frames: the first one is colorized")
     return tuple(notes)
 
 
-def check_upload(upload: Upload) -> Checked:
-    """``upload`` decoded once to check it, with notes on its conversion; raises
-    ``UploadError`` for a file that is empty, no picture, damaged, too large or too small."""
+def check_upload(upload: Upload) -> tuple[str, ...]:
+    """Notes on how ``upload`` will be read, from its header (its pixels are decoded once,
+    by the colorization); raises ``UploadError`` for a file that is empty, no picture, too
+    large or too small."""
     try:
-        data = upload.path.read_bytes()
-        info = decoding.probe_image(data, upload.name)
+        with decoding.open_image(upload.path.read_bytes(), upload.name) as image:
+            width, height = image.size
+            notes = conversion_notes(image)
     except decoding.ImageDecodeError as err:
         raise UploadError(upload.name, _reason_text(err.reason)) from None
     except OSError as err:
         raise UploadError(upload.name, f"cannot read it: {err.strerror or err}") from None
-    if min(info.width, info.height) < MIN_SIDE:
+    if min(width, height) < MIN_SIDE:
         raise UploadError(
             upload.name,
-            f"{info.width}x{info.height} pixels: too small to colorize "
-            f"(at least {MIN_SIDE} on each side)",
+            f"{width}x{height} pixels: too small to colorize (at least {MIN_SIDE} on each side)",
         )
-    with Image.open(io.BytesIO(data)) as image:
-        return Checked(upload, info, conversion_notes(image))
+    return notes
 
 
 def _outcomes_of_run(
-    checked: Sequence[Checked], plan: output_plan.Plan, report: batch_colorize.Report
+    checked: dict[Path, tuple[Upload, tuple[str, ...]]],
+    plan: output_plan.Plan,
+    report: batch_colorize.Report,
 ) -> dict[Path, Outcome]:
-    """Each checked upload's outcome once ``colorize_files`` ran the ``plan``."""
-    by_source = {item.upload.path: item for item in checked}
+    """Each checked upload's outcome (by path) once ``colorize_files`` ran the ``plan``."""
     written = set(report.written)
     outcomes = {}
     for job in plan.jobs:
-        item = by_source[job.source]
+        upload, notes = checked[job.source]
         if job.target in written:
-            colour = not item.info.gray
-            outcomes[job.source] = Outcome(item.upload, job.target, notes=item.notes, colour=colour)
+            outcomes[job.source] = Outcome(upload, job.target, notes=notes)
     for skipped in plan.skipped + report.skipped:
-        item = by_source[skipped.path]
-        outcomes[skipped.path] = Outcome(item.upload, error=_reason_text(skipped.reason))
+        upload = checked[skipped.path][0]
+        outcomes[skipped.path] = Outcome(upload, error=_reason_text(skipped.reason))
     return outcomes
 
 
@@ -155,13 +153,13 @@ def colorize_uploads(
     """Colorize every upload that passes ``check_upload`` into ``out`` (named after it, as
     ``fmt``, with its EXIF; distinct names as the CLI plans them); one outcome per upload, in
     order. ``render_size`` and ``chroma`` as in ``Colorizer.colorize``."""
-    checked, refused = [], {}
+    checked, refused = {}, {}
     for upload in uploads:
         try:
-            checked.append(check_upload(upload))
+            checked[upload.path] = upload, check_upload(upload)
         except UploadError as err:
             refused[upload.path] = Outcome(upload, error=err.reason)
-    sources = [output_plan.Source(item.upload.path, Path(item.upload.name)) for item in checked]
+    sources = [output_plan.Source(path, Path(upload.name)) for path, (upload, _) in checked.items()]
     plan = output_plan.plan_outputs(sources, out, fmt.suffix, overwrite=True)
     report = batch_colorize.Report()
     if plan.jobs:
