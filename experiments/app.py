@@ -379,6 +379,7 @@ def launch(page, host: str, port: int, share: bool) -> None:
         ssr_mode=False,
         max_file_size=MAX_UPLOAD,
         mcp_server=False,
+        run_history=False,  # no copies of people's photos in the browser, no bucket to link
     )
 
 
