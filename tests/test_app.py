@@ -220,13 +220,17 @@ def test_two_requests_at_once_are_queued(server, tmp_path):
 
 def test_it_listens_on_loopback_only(server):
     port = int(server[0].rsplit(":", 1)[1].strip("/"))
-    table = Path("/proc/net/tcp")
-    if not table.exists():
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
         pytest.skip("no /proc/net/tcp to read listening sockets from")
+    rows = [
+        line.split()
+        for table in tables
+        if table.exists()
+        for line in table.read_text().splitlines()[1:]
+    ]
     listening = {
-        local
-        for local, state in (line.split()[1:4:2] for line in table.read_text().splitlines()[1:])
-        if state == "0A" and int(local.split(":")[1], 16) == port
+        row[1] for row in rows if row[3] == "0A" and int(row[1].rsplit(":", 1)[1], 16) == port
     }
     assert listening == {f"0100007F:{port:04X}"}
 
