@@ -221,3 +221,25 @@ def test_unknown_impl_lists_the_valid_ones():
     x = jnp.zeros((1, 4, 4, 1))
     with pytest.raises(ValueError, match="unknown conv impl 'fft'"):
         conv.conv2d(x, jnp.zeros((3, 3, 1, 1)), stride=1, padding=SAME, impl="fft")
+
+
+@pytest.mark.parametrize("impl", ["native", "hybrid"])
+@pytest.mark.parametrize(("kernel_size", "stride", "groups"), [(3, 2, 1), (5, 2, 6), (3, 1, 3)])
+def test_same_padding_and_groups_match_xla(impl, kernel_size, stride, groups):
+    """``padding="SAME"`` pads as XLA's (TensorFlow's) SAME, the odd pixel at the end."""
+    x, kernel = random_inputs((2, 9, 12, 6), (kernel_size, kernel_size, 6 // groups, 6))
+    y = jax.jit(
+        lambda x, k: conv.conv2d(
+            x, k, stride=stride, padding="SAME", impl=impl, feature_group_count=groups
+        )
+    )(x, kernel)
+    expected = jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+    assert y.shape == expected.shape == (2, -(-9 // stride), -(-12 // stride), 6)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)

@@ -98,12 +98,35 @@ def resolve_impl(impl: str) -> str:
     return impl
 
 
+def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's ``SAME`` padding of one axis: ``ceil(size / stride)`` outputs, the extra
+    pixel (if the total is odd) at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
 def conv2d(
-    x: jax.Array, kernel: jax.Array, *, stride: int, padding: Padding, impl: str = "native"
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    stride: int,
+    padding: Padding | str,
+    impl: str = "native",
+    feature_group_count: int = 1,
 ) -> jax.Array:
-    """Cross-correlation of ``x`` [N,H,W,Cin] with ``kernel`` [kh,kw,Cin,Cout]."""
+    """Cross-correlation of ``x`` [N,H,W,Cin] with ``kernel`` [kh,kw,Cin/groups,Cout].
+
+    ``padding`` is explicit ((top, bottom), (left, right)) or ``"SAME"`` (``same_padding``).
+    Grouped convolutions (``feature_group_count`` > 1) run as XLA's own whatever ``impl``.
+    """
     impl = resolve_impl(impl)
+    if padding == "SAME":
+        kh, kw = kernel.shape[:2]
+        padding = (same_padding(x.shape[1], kh, stride), same_padding(x.shape[2], kw, stride))
     geometry = Geometry(stride, padding)
+    if feature_group_count != 1:
+        return _native_correlate(x, kernel.astype(x.dtype), geometry, feature_group_count)
     if impl == "native":
         return _native_correlate(x, kernel.astype(x.dtype), geometry)
     return _custom_conv2d(x, kernel, geometry, impl)
@@ -253,13 +276,16 @@ def _correlate_kernel_grad(
 # ---- native building blocks ----
 
 
-def _native_correlate(x: jax.Array, kernel: jax.Array, geometry: Geometry) -> jax.Array:
+def _native_correlate(
+    x: jax.Array, kernel: jax.Array, geometry: Geometry, feature_group_count: int = 1
+) -> jax.Array:
     return lax.conv_general_dilated(
         x,
         kernel,
         window_strides=(geometry.stride, geometry.stride),
         padding=geometry.padding,
         dimension_numbers=_DIMENSIONS,
+        feature_group_count=feature_group_count,
     )
 
 

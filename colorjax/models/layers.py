@@ -92,22 +92,26 @@ class _ConvBase(nn.Module):
 
 
 class Conv(_ConvBase):
-    """k x k convolution with symmetric zero padding (pix2pix: k=4, padding=1)."""
+    """k x k convolution with symmetric zero padding (pix2pix: k=4, padding=1) or ``"SAME"``
+    padding (``conv.same_padding``); ``feature_group_count`` groups (the kernel is
+    [k, k, Cin / groups, features])."""
 
     kernel_size: int = 4
     stride: int = 1
-    padding: int = 1
+    padding: int | str = 1
+    feature_group_count: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        k, p = self.kernel_size, self.padding
-        kernel = self.kernel_param((k, k, x.shape[-1], self.features), train=train)
+        k, p, groups = self.kernel_size, self.padding, self.feature_group_count
+        kernel = self.kernel_param((k, k, x.shape[-1] // groups, self.features), train=train)
         y = conv2d(
             x.astype(self.dtype),
             kernel,
             stride=self.stride,
-            padding=((p, p), (p, p)),
+            padding=p if isinstance(p, str) else ((p, p), (p, p)),
             impl=self.impl,
+            feature_group_count=groups,
         )
         return self.add_bias(y)
 
