@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from colorjax.models import gemm
+from colorjax.models import depthwise, gemm
 from colorjax.models.gemm import Geometry, Padding, Shape
 
 IMPLS = ("auto", "native", "matmul", "hybrid")
@@ -118,7 +118,9 @@ def conv2d(
     """Cross-correlation of ``x`` [N,H,W,Cin] with ``kernel`` [kh,kw,Cin/groups,Cout].
 
     ``padding`` is explicit ((top, bottom), (left, right)) or ``"SAME"`` (``same_padding``).
-    Grouped convolutions (``feature_group_count`` > 1) run as XLA's own whatever ``impl``.
+    Grouped convolutions (``feature_group_count`` > 1) run as XLA's own, except depthwise ones
+    (``depthwise.is_depthwise``) under ``matmul`` and ``hybrid``, which run as
+    ``depthwise.correlate``.
     """
     impl = resolve_impl(impl)
     if padding == "SAME":
@@ -126,6 +128,8 @@ def conv2d(
         padding = (same_padding(x.shape[1], kh, stride), same_padding(x.shape[2], kw, stride))
     geometry = Geometry(stride, padding)
     if feature_group_count != 1:
+        if impl != "native" and depthwise.is_depthwise(x.shape, kernel.shape, feature_group_count):
+            return depthwise.correlate(x, kernel, geometry)
         return _native_correlate(x, kernel.astype(x.dtype), geometry, feature_group_count)
     if impl == "native":
         return _native_correlate(x, kernel.astype(x.dtype), geometry)
