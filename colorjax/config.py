@@ -23,6 +23,8 @@ Upsample = Literal["transpose", "resize_conv", "subpixel"]
 Head = Literal["regression", "classification"]
 DType = Literal["float32", "bfloat16", "float16"]
 ConvImpl = Literal["auto", "native", "matmul", "hybrid"]
+Encoder = Literal["unet", "efficientnet_lite0"]
+EncoderBn = Literal["frozen", "train"]
 GanLoss = Literal["vanilla", "lsgan", "hinge"]
 Schedule = Literal["constant", "linear_decay", "warmup_cosine"]
 Distributed = Literal["auto", "on", "off"]
@@ -78,6 +80,11 @@ class DataConfig:
 class ModelConfig:
     """The U-Net generator: L [B,H,W,1] -> ab [B,H,W,2]."""
 
+    # unet: pix2pix's U-Net (every field below applies); efficientnet_lite0: an ImageNet-trained
+    # EfficientNet-Lite0 as the encoder under a U-Net decoder (models/encoder_unet.py; depth 5)
+    encoder: Encoder = knob("unet", architecture=True)
+    pretrained: bool = True  # efficientnet_lite0: ImageNet weights (false: same net, random init)
+    encoder_bn: EncoderBn = "frozen"  # efficientnet_lite0: BatchNorm statistics frozen or trained
     depth: int = knob(7, architecture=True, at_least=1)  # stride-2 downsamplings
     features: int = knob(64, architecture=True, at_least=1)  # width of the outermost level
     max_mult: int = knob(8, architecture=True, at_least=1)  # widths double, capped at features*this
@@ -162,6 +169,15 @@ class TrainConfig:
     ada: AdaConfig = dataclasses.field(default_factory=AdaConfig)
     # skip D updates while its accuracy on fakes is above this
     d_skip_above: float = knob(0.0, switch=True, at_least=0.0, below=1.0)
+    # A pretrained encoder (model.encoder): its learning rate is lr_g times this, and it stays
+    # frozen for the first freeze_encoder_steps steps while the decoder warms up.
+    encoder_lr_mult: float = knob(1.0, at_least=0.0)
+    freeze_encoder_steps: int = knob(0, at_least=0)
+    # Start a new run's generator from an exported model folder or a workdir (WORKDIR[:best|
+    # latest|STEP]); init_discriminator also takes a workdir's discriminator. A workdir that
+    # already has checkpoints resumes from them instead.
+    init_from: str = ""
+    init_discriminator: bool = False
 
 
 @dataclasses.dataclass

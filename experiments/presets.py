@@ -190,6 +190,23 @@ def mix_cpu() -> Config:
     )
 
 
+def ref_cpu() -> Config:
+    """Reference model v3: mix_cpu's data, head and EMA on an ImageNet-trained EfficientNet-Lite0
+    encoder under a 32-wide GroupNorm U-Net decoder (``model.encoder``), cross-entropy only at a
+    constant rate; trained in segments, each continuing from the last with ``train.init_from``."""
+    return apply_overrides(
+        mix_cpu(),
+        [
+            "model.encoder=efficientnet_lite0",
+            "model.depth=5",
+            "train.steps=20000",
+            "train.pretrain_steps=20000",
+            "train.schedule=constant",
+            "train.ema.start=500",
+        ],
+    )
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "demo": demo,
     "t4_128": t4_128,
@@ -197,6 +214,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "cbsd_cpu": cbsd_cpu,
     "study_cpu": study_cpu,
     "mix_cpu": mix_cpu,
+    "ref_cpu": ref_cpu,
 }
 
 

@@ -51,7 +51,7 @@ def build_gan(config: Config, class_weights: np.ndarray | None = None) -> GAN:
         ),
         schedule_g=schedule_g,
         schedule_d=schedule_d,
-        tx_g=optim.make_optimizer(schedule_g, config.train),
+        tx_g=optim.generator_optimizer(schedule_g, config),
         tx_d=optim.make_optimizer(schedule_d, config.train),
         diffaug=augment.parse_policy(config.train.diffaug),
     )

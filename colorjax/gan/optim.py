@@ -1,13 +1,17 @@
-"""Optax chains: clip_by_global_norm (off when 0) -> Adam(b1, b2) with a learning-rate schedule."""
+"""Optax chains: clip_by_global_norm (off when 0) -> Adam(b1, b2) with a learning-rate schedule;
+a pretrained encoder's parameters get their own rate (``train.encoder_lr_mult``, zero for the
+first ``train.freeze_encoder_steps`` updates)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from colorjax.config import Schedule, TrainConfig, choices
+from colorjax.config import Config, Schedule, TrainConfig, choices
+from colorjax.models.encoder_unet import ENCODER_NAME
 
 SCHEDULES = choices(Schedule)
 
@@ -38,10 +42,46 @@ def make_schedule(
 
 def make_optimizer(schedule: optax.Schedule, train: TrainConfig) -> optax.GradientTransformation:
     """Global-norm clipping (``train.clip_norm``, off when 0) followed by Adam."""
-    adam = optax.adam(schedule, b1=train.b1, b2=train.b2)
+    return _clipped(optax.adam(schedule, b1=train.b1, b2=train.b2), train)
+
+
+def _clipped(tx: optax.GradientTransformation, train: TrainConfig) -> optax.GradientTransformation:
     if train.clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(train.clip_norm), adam)
-    return adam
+        return optax.chain(optax.clip_by_global_norm(train.clip_norm), tx)
+    return tx
+
+
+def generator_optimizer(schedule: optax.Schedule, config: Config) -> optax.GradientTransformation:
+    """``make_optimizer`` for the generator; with a pretrained encoder, Adam on its parameters
+    runs at ``encoder_schedule``'s rate (clipping sees all parameters at once)."""
+    train = config.train
+    if config.model.encoder == "unet":
+        return make_optimizer(schedule, train)
+    adams = {
+        "decoder": optax.adam(schedule, b1=train.b1, b2=train.b2),
+        ENCODER_NAME: optax.adam(encoder_schedule(schedule, train), b1=train.b1, b2=train.b2),
+    }
+    return _clipped(optax.multi_transform(adams, _encoder_labels), train)
+
+
+def encoder_schedule(schedule: optax.Schedule, train: TrainConfig) -> optax.Schedule:
+    """The encoder's rate: ``schedule`` times ``train.encoder_lr_mult``, zero for the first
+    ``train.freeze_encoder_steps`` updates (Adam's update is then exactly zero)."""
+
+    def rate(count: jax.Array) -> jax.Array:
+        warm = (count >= train.freeze_encoder_steps).astype(jnp.float32)
+        return schedule(count) * train.encoder_lr_mult * warm
+
+    return rate
+
+
+def _encoder_labels(params: Any) -> Any:
+    """``ENCODER_NAME`` for the encoder's parameters, ``decoder`` for the others."""
+    labels = {}
+    for name, sub in params.items():
+        label = ENCODER_NAME if name == ENCODER_NAME else "decoder"
+        labels[name] = jax.tree.map(lambda _, label=label: label, sub)
+    return labels
 
 
 def generator_schedule(train: TrainConfig) -> optax.Schedule:

@@ -1,22 +1,19 @@
 """A generator as a folder: its weights (``generator.msgpack``) and what rebuilds it
-(``generator.json``), written by ``export_bundle`` and read by ``load_bundle``."""
+(``generator.json``), written by ``export_bundle`` and read by ``load_bundle``
+(format: ``colorjax.heads.bundle``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-import flax.serialization
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from colorjax.config import from_dict
+from colorjax.heads.bundle import BUNDLE_CONFIG, BUNDLE_WEIGHTS, read_bundle, write_bundle
 from colorjax.inference.colorizer import Colorizer
 
-BUNDLE_CONFIG = "generator.json"
-BUNDLE_WEIGHTS = "generator.msgpack"
+__all__ = ["BUNDLE_CONFIG", "BUNDLE_WEIGHTS", "export_bundle", "load_bundle"]
 
 
 def export_bundle(
@@ -24,11 +21,6 @@ def export_bundle(
 ) -> Path:
     """Write the generator's weights (``generator.msgpack``) and what rebuilds it
     (``generator.json``) to ``out``; ``dtype="float16"`` halves the file."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    variables = {"params": colorizer.params, **colorizer.state}
-    stored = jax.tree.map(lambda x: np.asarray(x).astype(dtype), variables)
-    (out / BUNDLE_WEIGHTS).write_bytes(flax.serialization.msgpack_serialize(stored))
     description = {
         "model": dataclasses.asdict(colorizer.model),
         "render_size": colorizer.render_size,
@@ -37,21 +29,14 @@ def export_bundle(
     }
     if colorizer.head.classification:
         description["bins"] = np.asarray(colorizer.head.centers).tolist()
-    (out / BUNDLE_CONFIG).write_text(json.dumps(description, indent=2) + "\n")
-    return out
+    variables = {"params": colorizer.params, **colorizer.state}
+    return write_bundle(out, description, variables, dtype)
 
 
 def load_bundle(path: str | Path) -> Colorizer:
     """A Colorizer from a folder written by ``export_bundle``."""
-    path = Path(path)
-    if not (path / BUNDLE_CONFIG).is_file() or not (path / BUNDLE_WEIGHTS).is_file():
-        raise FileNotFoundError(
-            f"{path} is not a colorjax model folder (needs {BUNDLE_CONFIG} and {BUNDLE_WEIGHTS})"
-        )
-    description = json.loads((path / BUNDLE_CONFIG).read_text())
+    description, variables = read_bundle(path)
     model = from_dict({"model": description["model"]}).model
-    variables = flax.serialization.msgpack_restore((path / BUNDLE_WEIGHTS).read_bytes())
-    variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), variables)
     params = variables.pop("params")
     bins = np.asarray(description["bins"], np.float32) if "bins" in description else None
     return Colorizer(model, params, variables, int(description["render_size"]), bins=bins)

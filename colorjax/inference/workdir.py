@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from colorjax.config import load_json
@@ -19,7 +18,8 @@ def load_workdir(
     "latest" and "best" pass over damaged checkpoints with a warning (the files stay where
     they are); a damaged step asked for by number is a DamagedCheckpointError.
     """
-    from colorjax.training.checkpoint import Checkpoints  # orbax: only when a workdir is read
+    # orbax: only when a workdir is read
+    from colorjax.training.checkpoint import Checkpoints, restore_chosen
 
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
@@ -27,7 +27,7 @@ def load_workdir(
     config = load_json(workdir / "config.json")
     checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt)
     try:
-        chosen, state = _restore_chosen(checkpoints, step, workdir)
+        chosen, state = restore_chosen(checkpoints, step, workdir)
     finally:
         checkpoints.close()
     averaged = state.get("ema", {})
@@ -42,28 +42,3 @@ def load_workdir(
         default_render_size(config.model, config.data.image_size),
         origin={"source_workdir": str(workdir), "source_step": chosen, "weights": used},
     )
-
-
-def _restore_chosen(checkpoints, step: int | str | None, workdir: Path) -> tuple[int, dict]:
-    """(step, state) of the checkpoint ``step`` names."""
-    from colorjax.training.checkpoint import DamagedCheckpointError
-
-    steps = checkpoints.all_steps()
-    if not steps:
-        raise FileNotFoundError(f"{workdir} has no checkpoints")
-    if step in (None, "latest", "best"):
-        restored = checkpoints.restore_newest(best=step == "best")
-        note = restored.fallback_note("using")
-        if note:
-            warnings.warn(f"{workdir}: {note}", stacklevel=3)
-        return restored.step, restored.state
-    if not str(step).isdigit():
-        raise ValueError(f"checkpoint step must be a number, 'best' or 'latest', got {step!r}")
-    if int(step) not in steps:
-        raise ValueError(f"{workdir} has no checkpoint at step {step}; saved steps: {steps}")
-    try:
-        return int(step), checkpoints.restore(step=int(step))
-    except DamagedCheckpointError as err:
-        raise DamagedCheckpointError(
-            f"{err}; saved steps: {steps} ('latest' or 'best' pass over damaged checkpoints)"
-        ) from err.__cause__

@@ -318,3 +318,29 @@ def _abstract(leaf: Any) -> Any:
     if isinstance(leaf, jax.ShapeDtypeStruct):
         return leaf
     return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=getattr(leaf, "sharding", None))
+
+
+def restore_chosen(
+    checkpoints: Checkpoints, step: int | str | None, workdir: Path
+) -> tuple[int, dict]:
+    """(step, state as saved) of the checkpoint ``step`` names: None or "latest", "best",
+    or a step number; "latest" and "best" pass over damaged ones with a warning."""
+    steps = checkpoints.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"{workdir} has no checkpoints")
+    if step in (None, "latest", "best"):
+        restored = checkpoints.restore_newest(best=step == "best")
+        note = restored.fallback_note("using")
+        if note:
+            warnings.warn(f"{workdir}: {note}", stacklevel=3)
+        return restored.step, restored.state
+    if not str(step).isdigit():
+        raise ValueError(f"checkpoint step must be a number, 'best' or 'latest', got {step!r}")
+    if int(step) not in steps:
+        raise ValueError(f"{workdir} has no checkpoint at step {step}; saved steps: {steps}")
+    try:
+        return int(step), checkpoints.restore(step=int(step))
+    except DamagedCheckpointError as err:
+        raise DamagedCheckpointError(
+            f"{err}; saved steps: {steps} ('latest' or 'best' pass over damaged checkpoints)"
+        ) from err.__cause__

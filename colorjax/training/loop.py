@@ -101,7 +101,7 @@ def _train(config: Config, workdir: Path, stop_at: int | None) -> dict[str, Any]
     if config.model.head == "classification":
         weights, prior_note = binprior.class_weights(config, workdir)
     gan = build_gan(config, weights)
-    state, damage_note = initial_state(gan, config, checkpoints, mesh)
+    state, start_note = initial_state(gan, config, checkpoints, mesh)
     hostmem.release_freed_memory()
     start = int(state.step)
     end = config.train.steps if stop_at is None else min(stop_at, config.train.steps)
@@ -117,8 +117,8 @@ def _train(config: Config, workdir: Path, stop_at: int | None) -> dict[str, Any]
         reporter.message(f"resuming with changed settings: {', '.join(changed)}")
     if prior_note:
         reporter.message(prior_note)
-    if damage_note:
-        reporter.message(damage_note)
+    if start_note:
+        reporter.message(start_note)
     elif start:
         reporter.message(f"resumed from step {start} in {workdir}")
     validation = load_validation(config)

@@ -20,6 +20,7 @@ from colorjax.gan.build import GAN
 from colorjax.gan.state import GANState, init_state
 from colorjax.training import parallel
 from colorjax.training.checkpoint import Checkpoints
+from colorjax.training.init_from import starting_state
 
 ARCHITECTURE_KEYS = keys_marked("architecture")  # fields that shape the networks' parameters
 STATE_SWITCHES = keys_marked("switch")  # fields whose 0 <-> non-zero changes the state's parts
@@ -59,15 +60,17 @@ def reconcile_config(config: Config, workdir: Path, has_checkpoint: bool) -> lis
 def initial_state(
     gan: GAN, config: Config, checkpoints: Checkpoints, mesh
 ) -> tuple[GANState, str | None]:
-    """Restore the newest intact checkpoint onto the mesh, or initialise from the seed; with
-    a line on the damaged checkpoints passed over, if any."""
+    """Restore the newest intact checkpoint onto the mesh, or initialise from the seed and the
+    starting weights (``init_from.starting_state``); with a line on the damaged checkpoints
+    passed over, or on the starting weights, if any."""
     init = jax.jit(
         lambda key: init_state(gan, key, config.data.image_size),
         out_shardings=parallel.replicated(mesh),
     )
     key = jax.random.PRNGKey(config.train.seed)
     if checkpoints.latest_step() is None:
-        return init(key), None
+        state, notes = starting_state(init(key), config)
+        return state, "; ".join(notes) or None
     abstract = jax.eval_shape(init, key)
     sharding = parallel.replicated(mesh)
     target = jax.tree.map(
