@@ -4,8 +4,8 @@ XLA:CPU runs depthwise convolutions (``feature_group_count`` equal to the channe
 several times slower than the arithmetic warrants, forward and backward. Here each pass is
 elementwise work XLA fuses: the output is a sum over the taps of a strided slice of the
 zero-padded input times the tap's per-channel weights; the input gradient the same sum over
-the dilated, padded output gradient with the flipped kernel; the kernel gradient one
-reduction per tap of a slice of the input times the output gradient. ``conv.conv2d`` routes
+the dilated, padded output gradient with the flipped kernel; the kernel gradient, per tap,
+the sum of a slice of the input times the output gradient. ``conv.conv2d`` routes
 depthwise convolutions here for its CPU implementations.
 
 Products are accumulated in float32 with the float32 kernel; the output and the input
@@ -89,11 +89,19 @@ def _input_grad(dy: jax.Array, kernel: jax.Array, geometry: Geometry, x_shape: S
 
 
 def _kernel_grad(x: jax.Array, dy: jax.Array, geometry: Geometry, kernel_shape: Shape) -> jax.Array:
-    """dkernel [kh,kw,1,C] (float32): per tap, the sum over N, Ho, Wo of window * dy."""
+    """dkernel [kh,kw,1,C] (float32): per tap, the sum over N, Ho, Wo of its window of the
+    padded input times dy, one tap per step of a loop (XLA:CPU runs k * k separate
+    reductions in one program several times slower)."""
     kh, kw, _, channels = kernel_shape
+    n, ho, wo, _ = dy.shape
+    s = geometry.stride
+    padded = jnp.pad(x, ((0, 0), *geometry.padding, (0, 0)))
     dy = dy.astype(jnp.float32)
-    sums = [
-        jnp.sum(window.astype(jnp.float32) * dy, axis=(0, 1, 2))
-        for _, _, window in _windows(x, kernel_shape, geometry)
-    ]
-    return jnp.stack(sums).reshape(kh, kw, 1, channels)
+    span = (n, (ho - 1) * s + 1, (wo - 1) * s + 1, channels)
+
+    def tap_sum(carry: None, tap: jax.Array) -> tuple[None, jax.Array]:
+        window = lax.dynamic_slice(padded, (0, tap // kw, tap % kw, 0), span)[:, ::s, ::s]
+        return carry, jnp.sum(window.astype(jnp.float32) * dy, axis=(0, 1, 2))
+
+    _, sums = lax.scan(tap_sum, None, jnp.arange(kh * kw))
+    return sums.reshape(kh, kw, 1, channels)
