@@ -8,8 +8,8 @@ the dilated, padded output gradient with the flipped kernel; the kernel gradient
 the sum of a slice of the input times the output gradient. ``conv.conv2d`` routes
 depthwise convolutions here for its CPU implementations.
 
-Products are accumulated in float32 with the float32 kernel; the output and the input
-gradient are cast to the input's dtype, the kernel gradient is float32.
+Products are accumulated in float32 with the kernel in float32; the output and the input
+gradient are cast to the input's dtype, the kernel gradient to the kernel's.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _correlate_fwd(x, kernel, geometry):
 
 def _correlate_bwd(geometry, residuals, dy):
     x, kernel = residuals
-    return _input_grad(dy, kernel, geometry, x.shape), _kernel_grad(x, dy, geometry, kernel.shape)
+    dkernel = _kernel_grad(x, dy, geometry, kernel.shape).astype(kernel.dtype)
+    return _input_grad(dy, kernel, geometry, x.shape), dkernel
 
 
 correlate.defvjp(_correlate_fwd, _correlate_bwd)
