@@ -81,3 +81,10 @@ def test_is_depthwise():
     assert depthwise.is_depthwise((1, 5, 5, 4), (3, 3, 1, 4), 4)
     assert not depthwise.is_depthwise((1, 5, 5, 4), (3, 3, 1, 8), 4)
     assert not depthwise.is_depthwise((1, 5, 5, 4), (3, 3, 2, 4), 2)
+
+
+def test_gradients_come_back_in_the_operands_dtypes():
+    x, kernel = random_inputs((1, 6, 6, 4), (3, 3, 1, 4))
+    x, kernel = jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel, jnp.bfloat16)
+    _, dx, dkernel = value_and_grads("hybrid", x, kernel, 1)
+    assert dx.dtype == dkernel.dtype == jnp.bfloat16

@@ -77,9 +77,11 @@ def photo_batch(names) -> jax.Array:
     return normalize_rgb(jnp.asarray(np.stack(photos), jnp.float32))
 
 
-@pytest.mark.parametrize("conv_impl", ["native", "hybrid"])
-def test_pretrained_classifier_names_the_photos(classifier_variables, conv_impl):
-    model = EfficientNetLite0(num_classes=1000, conv_impl=conv_impl)
+@pytest.mark.parametrize(
+    ("conv_impl", "dtype"), [("native", "float32"), ("hybrid", "float32"), ("hybrid", "bfloat16")]
+)
+def test_pretrained_classifier_names_the_photos(classifier_variables, conv_impl, dtype):
+    model = EfficientNetLite0(num_classes=1000, conv_impl=conv_impl, dtype=dtype)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(
         classifier_variables, photo_batch(EXPECTED_CLASSES)
     )

@@ -39,6 +39,9 @@ Implementations (``impl``):
   which XLA's FLOP count of its own convolutions leaves out: 3% more counted FLOPs at 32x32,
   14% at 8x8.
 * ``auto``: ``hybrid`` on CPU, ``native`` elsewhere (see ``resolve_impl``).
+
+Grouped convolutions are XLA's own under every implementation, except depthwise ones under
+``matmul`` and ``hybrid``: those run as ``colorjax.models.depthwise``'s sums over the taps.
 """
 
 from __future__ import annotations
