@@ -23,6 +23,7 @@ Upsample = Literal["transpose", "resize_conv", "subpixel"]
 Head = Literal["regression", "classification"]
 DType = Literal["float32", "bfloat16", "float16"]
 ConvImpl = Literal["auto", "native", "matmul", "hybrid"]
+Remat = Literal["none", "blocks", "full"]
 GanLoss = Literal["vanilla", "lsgan", "hinge"]
 Schedule = Literal["constant", "linear_decay", "warmup_cosine"]
 Distributed = Literal["auto", "on", "off"]
@@ -92,6 +93,7 @@ class ModelConfig:
     init_std: float = 0.02
     dtype: DType = "float32"  # compute dtype
     conv_impl: ConvImpl = "auto"  # convolution implementation, see colorjax/models/conv.py
+    remat: Remat = "none"  # recompute activations in backward passes: colorjax/models/remat.py
 
 
 @dataclasses.dataclass
