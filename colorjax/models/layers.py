@@ -16,7 +16,6 @@ import jax.numpy as jnp
 from colorjax.models.conv import conv2d, conv_transpose2d
 from colorjax.models.gemm import depth_to_space
 from colorjax.models.norms import Initializer, make_norm
-from colorjax.models.remat import mark_conv_output
 
 UPSAMPLE_MODES = ("transpose", "resize_conv", "subpixel")
 ACTIVATIONS = ("none", "relu", "leaky_relu")
@@ -183,7 +182,7 @@ class ConvNorm(nn.Module):
             conv = Conv(self.features, stride=self.stride, **common)
         else:
             conv = Upsample(self.features, mode=self.upsample, **common)
-        x = mark_conv_output(conv(x, train=train))
+        x = conv(x, train=train)
         norm = make_norm(
             self.norm,
             train=train,
