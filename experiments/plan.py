@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 
@@ -30,6 +30,7 @@ from experiments.cli import add_config_args, config_from_args, run_cli
 MB = 2**20
 MAX_BATCH = 4096
 MAX_IMAGE_SIZE = 4096
+Emit = Callable[[dict], None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +98,7 @@ def inference_figures(config: Config, render_size: int) -> dict:
     }
 
 
-def largest_batch(config: Config, device: devices.Device, emit) -> int | None:
+def largest_batch(config: Config, device: devices.Device, emit: Emit) -> int | None:
     """The largest batch whose train step fits ``device`` (None: not even 1)."""
     usable = devices.usable_bytes(device)
 
@@ -109,7 +110,7 @@ def largest_batch(config: Config, device: devices.Device, emit) -> int | None:
     return fit.largest_fitting(fits, config.data.batch_size, MAX_BATCH)
 
 
-def largest_image_size(config: Config, device: devices.Device, emit) -> int | None:
+def largest_image_size(config: Config, device: devices.Device, emit: Emit) -> int | None:
     """The largest image size (a multiple of ``2 ** model.depth``) whose train step fits
     ``device`` (None: not even the smallest the networks take)."""
     usable = devices.usable_bytes(device)

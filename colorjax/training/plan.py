@@ -1,9 +1,9 @@
 """What a train step costs before it runs: XLA compiles the configured step on abstract
 inputs (``jax.eval_shape``; no data, no arrays) and reports its memory and FLOPs.
 
-The figures are the compiling backend's: on a GPU its own, on a CPU planning for a GPU an
-estimate (XLA:CPU assigns buffers as XLA:GPU does in the main, but fuses and lays out some
-operations differently; the README's "Fitting a GPU" says how close it came).
+The figures are the compiling backend's: on a GPU its own; on a CPU planning for a GPU an
+estimate, as XLA:CPU fuses and lays out some operations differently from XLA:GPU and computes
+bfloat16 convolutions in float32 (the README's "Fitting a GPU" says how close it came).
 """
 
 from __future__ import annotations
