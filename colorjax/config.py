@@ -25,6 +25,7 @@ DType = Literal["float32", "bfloat16", "float16"]
 ConvImpl = Literal["auto", "native", "matmul", "hybrid"]
 Encoder = Literal["unet", "efficientnet_lite0"]
 EncoderBn = Literal["frozen", "train"]
+Remat = Literal["none", "blocks", "full"]
 GanLoss = Literal["vanilla", "lsgan", "hinge"]
 Schedule = Literal["constant", "linear_decay", "warmup_cosine"]
 Distributed = Literal["auto", "on", "off"]
@@ -99,6 +100,7 @@ class ModelConfig:
     init_std: float = 0.02
     dtype: DType = "float32"  # compute dtype
     conv_impl: ConvImpl = "auto"  # convolution implementation, see colorjax/models/conv.py
+    remat: Remat = "none"  # recompute activations in backward passes: colorjax/models/remat.py
 
 
 @dataclasses.dataclass

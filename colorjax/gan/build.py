@@ -13,6 +13,7 @@ from colorjax import heads
 from colorjax.config import Config
 from colorjax.gan import ada, augment, optim
 from colorjax.models import PatchDiscriminator
+from colorjax.models.remat import remat_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +45,11 @@ def build_gan(config: Config, class_weights: np.ndarray | None = None) -> GAN:
         config=config,
         generator=heads.generator_from_config(config.model),
         head=make_head(config, class_weights),
-        discriminator=PatchDiscriminator(
+        discriminator=remat_network(PatchDiscriminator, config.model.remat)(
             **dataclasses.asdict(config.disc),
             dtype=config.model.dtype,
             conv_impl=config.model.conv_impl,
+            remat=config.model.remat,
         ),
         schedule_g=schedule_g,
         schedule_d=schedule_d,

@@ -10,6 +10,7 @@ from colorjax.config import ConfigError, ModelConfig
 from colorjax.heads.chroma import output_channels
 from colorjax.models.encoder_unet import DEPTH as ENCODER_UNET_DEPTH
 from colorjax.models.encoder_unet import EncoderUNet
+from colorjax.models.remat import remat_network
 from colorjax.models.unet import UNetGenerator
 
 # The fields of ModelConfig the EfficientNet-encoder U-Net takes (the encoder fixes the rest).
@@ -24,13 +25,15 @@ _ENCODER_UNET_FIELDS = (
     "init_std",
     "dtype",
     "conv_impl",
+    "remat",
 )
 
 
 def generator_from_config(model: ModelConfig) -> nn.Module:
     """The generator ``model`` describes: ``out_channels`` a*b* channels for the regression
     head, one logit per colour bin for the classification head (its decoding settings, such as
-    the temperature, belong to ``colorjax.heads.chroma``)."""
+    the temperature, belong to ``colorjax.heads.chroma``), rematerialised as a whole when
+    ``model.remat`` is ``full``."""
     channels = output_channels(model.head, model.out_channels)
     if model.encoder == "efficientnet_lite0":
         if model.depth != ENCODER_UNET_DEPTH:
@@ -39,9 +42,10 @@ def generator_from_config(model: ModelConfig) -> nn.Module:
                 f"(its encoder downsamples {ENCODER_UNET_DEPTH} times), got {model.depth}"
             )
         fields = {name: getattr(model, name) for name in _ENCODER_UNET_FIELDS}
-        return EncoderUNet(**fields, out_channels=channels, frozen_bn=model.encoder_bn == "frozen")
+        network = remat_network(EncoderUNet, model.remat)
+        return network(**fields, out_channels=channels, frozen_bn=model.encoder_bn == "frozen")
     fields = dataclasses.asdict(model)
     for name in ("temperature", "encoder", "pretrained", "encoder_bn"):
         fields.pop(name)
     fields["out_channels"] = channels
-    return UNetGenerator(**fields)
+    return remat_network(UNetGenerator, model.remat)(**fields)

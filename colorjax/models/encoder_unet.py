@@ -20,6 +20,7 @@ from colorjax.color.lab import denormalize_l, lab_to_rgb
 from colorjax.models.efficientnet import EfficientNetLite0, normalize_rgb
 from colorjax.models.layers import Conv, ConvNorm, dropout, normal_around_one
 from colorjax.models.norms import make_norm
+from colorjax.models.remat import remat_block
 from colorjax.models.unet import reflect_pad_to_multiple
 
 ENCODER_NAME = "encoder"  # the pretrained sub-tree of the parameters (own learning rate)
@@ -55,10 +56,11 @@ class EncoderUNet(nn.Module):
     init_std: float = 0.02
     dtype: str = "float32"
     conv_impl: str = "auto"
+    remat: str = "none"  # blocks: the decoder's upsampling blocks recompute in the backward pass
 
     def _upsample_norm(self, features: int, name: str) -> ConvNorm:
         """x2 upsampling (``upsample``) -> norm."""
-        return ConvNorm(
+        return remat_block(ConvNorm, self.remat)(
             features,
             upsample=self.upsample,
             norm=self.norm,

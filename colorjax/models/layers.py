@@ -18,6 +18,7 @@ from colorjax.models.gemm import depth_to_space
 from colorjax.models.norms import Initializer, make_norm
 
 UPSAMPLE_MODES = ("transpose", "resize_conv", "subpixel")
+ACTIVATIONS = ("none", "relu", "leaky_relu")
 
 
 def normal_around_one(std: float) -> Initializer:
@@ -149,7 +150,9 @@ class Upsample(_ConvBase):
 
 
 class ConvNorm(nn.Module):
-    """A convolution (``upsample=None``) or x2 upsampling, then a norm from ``make_norm``.
+    """An optional activation of the input (pre-activation blocks, so that a rematerialised
+    block recomputes it), a convolution (``upsample=None``) or x2 upsampling, then a norm from
+    ``make_norm``.
 
     The convolution has a bias only when no norm follows. ``spectral`` divides its kernel by
     its largest singular value (power-iteration state in ``batch_stats``, advanced only when
@@ -165,9 +168,12 @@ class ConvNorm(nn.Module):
     init_std: float = 0.02
     dtype: str = "float32"
     conv_impl: str = "auto"
+    activation: str = "none"  # of the input: none | relu | leaky_relu
+    slope: float = 0.2  # leaky_relu's negative slope
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        x = activate(x, self.activation, self.slope)
         common = dict(
             use_bias=self.norm == "none",
             spectral=self.spectral,
@@ -190,6 +196,17 @@ class ConvNorm(nn.Module):
             name="norm",
         )
         return norm(x)
+
+
+def activate(x: jax.Array, kind: str, slope: float) -> jax.Array:
+    """``x`` through the activation ``kind`` (``slope``: LeakyReLU's negative slope)."""
+    if kind == "relu":
+        return nn.relu(x)
+    if kind == "leaky_relu":
+        return nn.leaky_relu(x, slope)
+    if kind == "none":
+        return x
+    raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
 def dropout(x: jax.Array, rate: float, *, train: bool) -> jax.Array:

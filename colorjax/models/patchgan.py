@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from colorjax.models.layers import ConvNorm, dropout
 from colorjax.models.norms import NORM_KINDS
+from colorjax.models.remat import remat_block
 
 DISC_NORMS = (*NORM_KINDS, "spectral")
 KERNEL_SIZE = 4
@@ -45,8 +46,9 @@ def check_input_size(height: int, width: int, layers: int) -> None:
 
 
 class PatchDiscriminator(nn.Module):
-    """pix2pix PatchGAN; fields mirror ``colorjax.config.DiscConfig`` plus ``dtype`` and
-    ``conv_impl`` (as in ``ModelConfig``).
+    """pix2pix PatchGAN; fields mirror ``colorjax.config.DiscConfig`` plus ``dtype``,
+    ``conv_impl`` and ``remat`` (as in ``ModelConfig``; ``blocks`` rematerialises every block,
+    ``full`` is applied around the whole network by its builder).
 
     ``norm="spectral"`` means spectral normalisation of every conv and no activation norm;
     ``spectral=True`` adds spectral normalisation to any activation norm. Spectral and
@@ -64,9 +66,10 @@ class PatchDiscriminator(nn.Module):
     init_std: float = 0.02
     dtype: str = "float32"
     conv_impl: str = "auto"
+    remat: str = "none"
 
     def _block(self, features: int, stride: int, norm: str, name: str) -> ConvNorm:
-        return ConvNorm(
+        return remat_block(ConvNorm, self.remat)(
             features,
             stride=stride,
             norm=norm,

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.models.layers import Conv, ConvNorm, dropout
+from colorjax.models.remat import remat_block
 
 ENCODER_SLOPE = 0.2  # LeakyReLU negative slope of the encoder
 
@@ -45,7 +46,8 @@ class UNetGenerator(nn.Module):
     Any H x W and batch size: the input is reflect-padded to a multiple of ``2**depth`` and the
     output cropped back. ``dtype`` is the compute dtype (parameters and norm statistics stay
     float32; the output is float32). Dropout draws from the ``dropout`` rng; BatchNorm
-    averages live in ``batch_stats``.
+    averages live in ``batch_stats``. ``remat`` ``blocks`` rematerialises every block
+    (``colorjax.models.remat``; ``full`` is applied around the whole network by its builder).
     """
 
     depth: int = 7
@@ -61,11 +63,21 @@ class UNetGenerator(nn.Module):
     init_std: float = 0.02
     dtype: str = "float32"
     conv_impl: str = "auto"
+    remat: str = "none"
 
-    def _block(self, features: int, norm: str, name: str, upsample: str | None = None) -> ConvNorm:
-        return ConvNorm(
+    def _block(
+        self,
+        features: int,
+        norm: str,
+        name: str,
+        upsample: str | None = None,
+        activation: str = "relu",
+    ) -> ConvNorm:
+        return remat_block(ConvNorm, self.remat)(
             features,
             upsample=upsample,
+            activation=activation,
+            slope=ENCODER_SLOPE,
             norm=norm,
             num_groups=self.num_groups,
             init_std=self.init_std,
@@ -79,9 +91,9 @@ class UNetGenerator(nn.Module):
         height, width = x.shape[1:3]
         x, (top, left) = reflect_pad_to_multiple(x, 2**self.depth)
         skips = self._encode(x, train=train)
-        x = nn.relu(self._decode(skips, train=train))
+        x = self._decode(skips, train=train)
         if self.head == "classification":
-            return self._bin_logits(x, train=train)
+            return self._bin_logits(nn.relu(x), train=train)
         x = self._block(self.out_channels, "none", "final", self.upsample)(x, train=train)
         return jnp.tanh(x.astype(jnp.float32))[:, top : top + height, left : left + width]
 
@@ -103,10 +115,9 @@ class UNetGenerator(nn.Module):
         skips = []
         for level, features in enumerate(level_widths(self.depth, self.features, self.max_mult)):
             outermost, innermost = level == 0, level == self.depth - 1
-            if not outermost:
-                x = nn.leaky_relu(x, ENCODER_SLOPE)
             norm = "none" if outermost or innermost else self.norm
-            x = self._block(features, norm, name=f"down_{level}")(x, train=train)
+            activation = "none" if outermost else "leaky_relu"
+            x = self._block(features, norm, f"down_{level}", activation=activation)(x, train=train)
             skips.append(x)
         return skips
 
@@ -115,9 +126,7 @@ class UNetGenerator(nn.Module):
         innermost) joining the skip of level ``depth - 2 - j`` as concat(skip, upsampled)."""
         x = skips[-1]
         for block, skip in enumerate(reversed(skips[:-1])):
-            x = self._block(skip.shape[-1], self.norm, f"up_{block}", self.upsample)(
-                nn.relu(x), train=train
-            )
+            x = self._block(skip.shape[-1], self.norm, f"up_{block}", self.upsample)(x, train=train)
             if block < self.dropout_blocks:
                 x = dropout(x, self.dropout, train=train)
             x = jnp.concatenate([skip, x], axis=-1)

@@ -26,6 +26,7 @@ from colorjax.heads import binprior
 from colorjax.heads.generate import make_generate
 from colorjax.training import hostmem, parallel
 from colorjax.training.checkpoint import Checkpoints
+from colorjax.training.fit import check_step_fits
 from colorjax.training.lock import WorkdirLock
 from colorjax.training.progress import Reporter
 from colorjax.training.resume import initial_state, reconcile_config
@@ -79,22 +80,26 @@ def _check_finite(records: list[tuple[int, dict[str, float]]]) -> None:
 
 
 def train_and_evaluate(
-    config: Config, workdir: str | Path, *, stop_at: int | None = None
+    config: Config, workdir: str | Path, *, stop_at: int | None = None, plan: bool = True
 ) -> dict[str, Any]:
     """Train (or resume) the run in ``workdir`` until ``train.steps`` (or ``stop_at``).
 
-    Returns a summary: final step, validation metrics, the gray baseline, the last sample grid.
+    With ``plan``, a train step that cannot fit the device's memory stops the run before
+    anything else (``colorjax.training.fit``). Returns a summary: final step, validation
+    metrics, the gray baseline, the last sample grid.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     parallel.initialize_distributed(config.parallel.distributed)
     with WorkdirLock(workdir, hold=jax.process_index() == 0):
-        return _train(config, workdir, stop_at)
+        return _train(config, workdir, stop_at, plan)
 
 
-def _train(config: Config, workdir: Path, stop_at: int | None) -> dict[str, Any]:
+def _train(config: Config, workdir: Path, stop_at: int | None, plan: bool) -> dict[str, Any]:
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size(config.data.batch_size, mesh)
+    if plan:
+        check_step_fits(config, mesh)
     checkpoints = Checkpoints(workdir / "checkpoints", config.ckpt, writer=True)
     changed = reconcile_config(config, workdir, checkpoints.latest_step() is not None)
     weights, prior_note = None, None
