@@ -175,7 +175,8 @@ def test_conv2d_equals_native_with_gradients(onednn_everywhere, layer):
 
 def test_routing_leaves_small_maps_image_layers_and_bfloat16_kernel_grads_to_hybrid():
     wide = ((16, 64, 64, 128), (16, 32, 32, 256))
-    small = ((16, 16, 16, 512), (16, 8, 8, 512))
+    small = ((16, 4, 4, 512), (16, 2, 2, 512))
+    eight_by_eight = ((16, 16, 16, 512), (16, 8, 8, 512))
     image_in = ((16, 128, 128, 1), (16, 64, 64, 64))
     image_out = ((16, 15, 15, 512), (16, 12, 12, 1))
     for dtype in (jnp.float32, jnp.bfloat16):
@@ -186,6 +187,8 @@ def test_routing_leaves_small_maps_image_layers_and_bfloat16_kernel_grads_to_hyb
             assert conv.pass_choice(kind, "onednn", dtype, *small) == hybrid
             assert conv.pass_choice(kind, "onednn", dtype, *image_out) != "onednn"
         assert conv.pass_choice("forward", "onednn", dtype, *image_in) == "onednn"
+        on_eight_by_eight = conv.pass_choice("forward", "onednn", dtype, *eight_by_eight)
+        assert (on_eight_by_eight == "onednn") == (dtype == jnp.bfloat16)
         assert conv.pass_choice("input_grad", "onednn", dtype, *image_in) != "onednn"
 
 
@@ -231,6 +234,7 @@ def test_auto_falls_back_to_hybrid_saying_why_once(monkeypatch, tmp_path, caplog
             assert conv.resolve_impl("auto") == "hybrid"
         assert len(caplog.records) == 1
         assert "no C++ compiler ('no-such-compiler'" in caplog.records[0].getMessage()
+        assert list(tmp_path.iterdir()) == []
         with pytest.raises(RuntimeError, match="onednn is unavailable: no C"):
             conv.resolve_impl("onednn")
     finally:

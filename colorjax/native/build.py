@@ -81,11 +81,12 @@ def built_extension(source: str, library: str, header: str, version_header: str)
 
 
 def _compile(source: Path, target: Path, library: str, lib: Path, include: Path) -> None:
+    cxx = compiler()
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
     os.close(handle)
     command = [
-        compiler(),
+        cxx,
         *FLAGS,
         f"-I{jax.ffi.include_dir()}",
         f"-I{include}",

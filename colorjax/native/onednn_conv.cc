@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 
@@ -259,18 +260,17 @@ ffi::Error KernelGrad(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyB
 
 }  // namespace
 
-#define COLORJAX_CONV_BINDING \
-  ffi::Ffi::Bind()                            \
-      .Arg<ffi::AnyBuffer>()                  \
-      .Arg<ffi::AnyBuffer>()                  \
-      .Ret<ffi::AnyBuffer>()                  \
-      .Attr<Ints>("strides")                  \
-      .Attr<Ints>("padding")                  \
-      .Attr<Ints>("dilation")                 \
+// Two operands, one result and the geometry, as every pass takes them.
+#define COLORJAX_CONV_BINDING    \
+  ffi::Ffi::Bind()               \
+      .Arg<ffi::AnyBuffer>()     \
+      .Arg<ffi::AnyBuffer>()     \
+      .Ret<ffi::AnyBuffer>()     \
+      .Attr<Ints>("strides")     \
+      .Attr<Ints>("padding")     \
+      .Attr<Ints>("dilation")    \
       .Attr<int64_t>("groups")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ColorjaxOnednnForward, Forward, COLORJAX_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(ColorjaxOnednnInputGrad, InputGrad,
-                              COLORJAX_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(ColorjaxOnednnKernelGrad, KernelGrad,
-                              COLORJAX_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ColorjaxOnednnInputGrad, InputGrad, COLORJAX_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ColorjaxOnednnKernelGrad, KernelGrad, COLORJAX_CONV_BINDING);
