@@ -190,6 +190,8 @@ def test_routing_leaves_small_maps_image_layers_and_bfloat16_kernel_grads_to_hyb
         on_eight_by_eight = conv.pass_choice("forward", "onednn", dtype, *eight_by_eight)
         assert (on_eight_by_eight == "onednn") == (dtype == jnp.bfloat16)
         assert conv.pass_choice("input_grad", "onednn", dtype, *image_in) != "onednn"
+    for kind in conv.PASSES:  # oneDNN's convolutions take float32 and bfloat16 only
+        assert conv.pass_choice(kind, "onednn", jnp.float16, *wide) != "onednn"
 
 
 def _run_steps(config, steps: int = 2) -> list[dict]:

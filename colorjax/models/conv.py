@@ -87,8 +87,9 @@ BF16_TAPS_MIN_COUT = {"forward": 128, "input_grad": 256, "kernel_grad": 256}
 
 # ``onednn`` leaves a pass to ``hybrid`` where the strided side has at most this many pixels
 # per image, by compute dtype (oneDNN's per-call overhead and blocking lose to one matrix
-# product there; its bfloat16 kernels win down to smaller maps than its float32 ones) ...
-ONEDNN_MAX_HYBRID_PIXELS = {"float32": 64, "float16": 64, "bfloat16": 4}
+# product there; its bfloat16 kernels win down to smaller maps than its float32 ones; other
+# dtypes, such as float16, always stay with ``hybrid``) ...
+ONEDNN_MAX_HYBRID_PIXELS = {"float32": 64, "bfloat16": 4}
 # ... or the output has at most this many channels, or, for the input gradient, the input
 # (the image layers: oneDNN's kernels vectorize over channels). Its bfloat16 kernel gradient
 # (oneDNN 3.2's older kernel on NHWC) runs at a fraction of its other bfloat16 passes, below
@@ -276,7 +277,10 @@ def _onednn_runs(kind: str, dtype: jnp.dtype, x_shape: Shape, y_shape: Shape) ->
     """Whether ``onednn`` runs pass ``kind`` of the correlation from x to y through oneDNN:
     not on small maps, not into or (for the input gradient) out of a thin image layer, not
     the bfloat16 kernel gradient."""
-    small_map = y_shape[1] * y_shape[2] <= ONEDNN_MAX_HYBRID_PIXELS[jnp.dtype(dtype).name]
+    name = jnp.dtype(dtype).name
+    if name not in ONEDNN_MAX_HYBRID_PIXELS:
+        return False
+    small_map = y_shape[1] * y_shape[2] <= ONEDNN_MAX_HYBRID_PIXELS[name]
     if small_map or y_shape[3] <= ONEDNN_THIN_CHANNELS:
         return False
     if kind == "kernel_grad" and dtype == jnp.bfloat16:
