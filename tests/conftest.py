@@ -38,6 +38,13 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def extension_cache(tmp_path_factory) -> None:
+    """C++ extensions built once per session, into a directory of its own (inherited by the
+    tests' subprocesses)."""
+    os.environ["COLORJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("extensions"))
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> Config:
     """A configuration small enough to train a few steps on a CPU in seconds."""

@@ -72,3 +72,13 @@ def test_torch_reference_runs_in_the_same_precision():
     assert bench.torch_precision_args("bfloat16") == ["--bf16"]
     with pytest.raises(ConfigError, match=r"model\.dtype=float16 has no PyTorch reference"):
         bench.torch_precision_args("float16")
+
+
+def test_layers_part_rates_every_pass_of_every_convolution():
+    done = _run_without_tensorflow("--only", "layers", "--set", "model.upsample=transpose")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.strip().splitlines()[-1])["layers"]
+    layers = {row["layer"] for row in rows}
+    assert len(rows) == 3 * len(layers) and any(name.startswith("transposed") for name in layers)
+    for row in rows:
+        assert row["native"] > 0 and row["hybrid"] > 0 and row["onednn_only"] > 0, row

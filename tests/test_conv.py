@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.models import conv, gemm
+from colorjax.models import conv, gemm, onednn
 
 RTOL = 1e-4
 BF16_RTOL = 1.5e-2  # inputs rounded to 8 significant bits, products accumulated in float32
@@ -169,12 +169,12 @@ def test_bfloat16_products_run_where_they_pay():
     thin_output = ((16, 32, 32, 256), (16, 32, 32, 64))
     image = ((16, 128, 128, 3), (16, 64, 64, 64))
     for kind in conv.PASSES:
-        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *wide) == "taps"
-        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *thin_output) == "native"
-        assert conv._pass_choice(kind, "hybrid", jnp.float32, *wide) == "native"
-        assert conv._pass_choice(kind, "hybrid", jnp.bfloat16, *image) == "float32"
+        assert conv.pass_choice(kind, "hybrid", jnp.bfloat16, *wide) == "taps"
+        assert conv.pass_choice(kind, "hybrid", jnp.bfloat16, *thin_output) == "native"
+        assert conv.pass_choice(kind, "hybrid", jnp.float32, *wide) == "native"
+        assert conv.pass_choice(kind, "hybrid", jnp.bfloat16, *image) == "float32"
         thin_gradient = "native" if kind == "forward" else "strided"
-        assert conv._pass_choice(kind, "hybrid", jnp.float32, *image) == thin_gradient
+        assert conv.pass_choice(kind, "hybrid", jnp.float32, *image) == thin_gradient
 
 
 def test_conv_transpose2d_is_pytorch_layout():
@@ -207,8 +207,9 @@ def test_float32_kernel_of_a_bfloat16_input_gets_a_float32_gradient():
         assert y.dtype == jnp.bfloat16 and grad.dtype == jnp.float32
 
 
-def test_resolve_impl_auto_is_hybrid_on_cpu_and_native_elsewhere(monkeypatch):
-    assert conv.resolve_impl("auto") == "hybrid"  # the tests run on CPU
+def test_resolve_impl_auto_is_onednn_or_hybrid_on_cpu_and_native_elsewhere(monkeypatch):
+    cpu_choice = "onednn" if onednn.available() else "hybrid"
+    assert conv.resolve_impl("auto") == cpu_choice  # the tests run on CPU
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert conv.resolve_impl("auto") == "native"
     for impl in ("native", "matmul", "hybrid"):

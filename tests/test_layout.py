@@ -14,7 +14,7 @@ import colorjax
 PACKAGE = Path(colorjax.__file__).parent
 # Lowest first; a module may import from its own layer and those below.
 LAYERS = (
-    ("config",),
+    ("config", "native"),
     ("color", "imaging", "metrics"),
     ("data", "models"),
     ("heads",),

@@ -16,7 +16,7 @@ Implementations (``impl``):
   A transposed convolution is run as the input gradient of a stride-2 correlation, so its
   backward pass is that correlation's forward pass and kernel gradient (XLA:CPU
   differentiates its own transposed convolution at ~3-10 GFLOP/s). The choice of each pass
-  depends on the compute dtype (``_pass_choice``):
+  depends on the compute dtype (``pass_choice``):
 
   - float32 (and float16): a pass is a ``strided`` matrix product when the strided side has
     at most ``GEMM_MAX_PIXELS`` pixels per image or, for the gradients, the full-resolution
@@ -38,25 +38,30 @@ Implementations (``impl``):
   Like im2col, these matrix products and 2x2 correlations also multiply the zero padding,
   which XLA's FLOP count of its own convolutions leaves out: 3% more counted FLOPs at 32x32,
   14% at 8x8.
-* ``auto``: ``hybrid`` on CPU, ``native`` elsewhere (see ``resolve_impl``).
+* ``onednn``: oneDNN's convolutions (``colorjax.models.onednn``) for the passes where they
+  beat ``hybrid`` (``_onednn_runs``), ``hybrid``'s choice for the others.
+* ``auto``: ``onednn`` on x86-64 CPUs where its extension builds, else ``hybrid`` on CPU;
+  ``native`` elsewhere (see ``resolve_impl``).
 
-Grouped convolutions are XLA's own under every implementation, except depthwise ones under
-``matmul`` and ``hybrid``: those run as ``colorjax.models.depthwise``'s sums over the taps.
+Grouped convolutions: depthwise ones run as ``colorjax.models.depthwise``'s sums over the taps
+under every implementation but ``native``; other grouped ones through oneDNN under ``onednn``
+and as XLA's own under the others.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from colorjax.models import depthwise, gemm
+from colorjax.models import depthwise, gemm, onednn
 from colorjax.models.gemm import Geometry, Padding, Shape
 
-IMPLS = ("auto", "native", "matmul", "hybrid")
+IMPLS = ("auto", "native", "matmul", "hybrid", "onednn")
 PASSES = ("forward", "input_grad", "kernel_grad")
 
 # A float32 pass runs as a matrix product in ``hybrid`` when the strided side of the
@@ -84,20 +89,37 @@ BF16_TAPS_MIN_PIXELS = {"forward": 4, "input_grad": 64, "kernel_grad": 16}
 # 3x3 convolutions to 128 or 64 channels of cbsd_cpu's decoder).
 BF16_TAPS_MIN_COUT = {"forward": 128, "input_grad": 256, "kernel_grad": 256}
 
+# ``onednn`` leaves a pass to ``hybrid`` where the strided side has at most this many pixels
+# per image, by compute dtype (oneDNN's per-call overhead and blocking lose to one matrix
+# product there; its bfloat16 kernels win down to smaller maps than its float32 ones; other
+# dtypes, such as float16, always stay with ``hybrid``) ...
+ONEDNN_MAX_HYBRID_PIXELS = {"float32": 64, "bfloat16": 4}
+# ... or the output has at most this many channels, or, for the input gradient, the input
+# (the image layers: oneDNN's kernels vectorize over channels). Its bfloat16 kernel gradient
+# (oneDNN 3.2's older kernel on NHWC) runs at a fraction of its other bfloat16 passes, below
+# ``hybrid``'s bfloat16 products, and is always left to ``hybrid``.
+ONEDNN_THIN_CHANNELS = 4
+
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_impl(impl: str) -> str:
     """The implementation ``impl`` names, with ``auto`` resolved for the default backend.
 
-    ``auto`` is ``hybrid`` on CPU, for training and inference alike (its forward pass is
-    XLA's own except on small maps, where the matrix product is also faster), and
-    ``native`` on GPU and TPU, whose convolution libraries need no help.
+    ``auto`` is ``onednn`` on CPU where oneDNN's convolutions are available (else ``hybrid``,
+    saying why once), for training and inference alike, and ``native`` on GPU and TPU, whose
+    convolution libraries need no help. ``onednn`` where it is unavailable is an error.
     """
     if impl not in IMPLS:
         raise ValueError(f"unknown conv impl {impl!r}; valid: {', '.join(IMPLS)}")
     if impl == "auto":
-        return "hybrid" if jax.default_backend() == "cpu" else "native"
+        if jax.default_backend() != "cpu":
+            return "native"
+        return "onednn" if _onednn_or_why_not() else "hybrid"
+    if impl == "onednn" and not onednn.available():
+        raise RuntimeError(f"conv impl onednn is unavailable: {onednn.unavailable_reason()}")
     return impl
 
 
@@ -107,6 +129,15 @@ def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel_size - size, 0)
     return total // 2, total - total // 2
+
+
+@functools.cache
+def _onednn_or_why_not() -> bool:
+    """Whether oneDNN's convolutions are available, logging once why not when they are not."""
+    reason = onednn.unavailable_reason()
+    if reason is not None:
+        logger.warning("conv_impl=auto runs hybrid, not onednn: %s", reason)
+    return reason is None
 
 
 def conv2d(
@@ -121,9 +152,9 @@ def conv2d(
     """Cross-correlation of ``x`` [N,H,W,Cin] with ``kernel`` [kh,kw,Cin/groups,Cout].
 
     ``padding`` is explicit ((top, bottom), (left, right)) or ``"SAME"`` (``same_padding``).
-    Grouped convolutions (``feature_group_count`` > 1) run as XLA's own, except depthwise ones
-    (``depthwise.is_depthwise``) under ``matmul`` and ``hybrid``, which run as
-    ``depthwise.correlate``.
+    Grouped convolutions (``feature_group_count`` > 1): depthwise ones
+    (``depthwise.is_depthwise``) run as ``depthwise.correlate`` under every implementation but
+    ``native``, the others through oneDNN under ``onednn`` and as XLA's own otherwise.
     """
     impl = resolve_impl(impl)
     if padding == "SAME":
@@ -133,6 +164,8 @@ def conv2d(
     if feature_group_count != 1:
         if impl != "native" and depthwise.is_depthwise(x.shape, kernel.shape, feature_group_count):
             return depthwise.correlate(x, kernel, geometry)
+        if impl == "onednn":
+            return onednn.grouped_conv2d(x, kernel, geometry, feature_group_count)
         return _native_correlate(x, kernel.astype(x.dtype), geometry, feature_group_count)
     if impl == "native":
         return _native_correlate(x, kernel.astype(x.dtype), geometry)
@@ -161,7 +194,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, impl: str = "native") -
 
 
 # PyTorch's ConvTranspose2d(k=4, s=2, p=1) is the input gradient of this correlation.
-_UPSAMPLE_GEOMETRY = Geometry(stride=2, padding=((1, 1), (1, 1)))
+UPSAMPLE_GEOMETRY = Geometry(stride=2, padding=((1, 1), (1, 1)))
 
 
 def _swap_io(kernel: jax.Array) -> jax.Array:
@@ -200,7 +233,7 @@ def _upsample(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
     """The transposed convolution as the input gradient of a stride-2 correlation."""
     n, h, w, _ = x.shape
     out_shape = (n, 2 * h, 2 * w, kernel.shape[3])
-    return _correlate_input_grad(x, _swap_io(kernel), _UPSAMPLE_GEOMETRY, out_shape, impl)
+    return _correlate_input_grad(x, _swap_io(kernel), UPSAMPLE_GEOMETRY, out_shape, impl)
 
 
 def _custom_conv_transpose2d_fwd(x, kernel, impl):
@@ -209,8 +242,8 @@ def _custom_conv_transpose2d_fwd(x, kernel, impl):
 
 def _custom_conv_transpose2d_bwd(impl, residuals, dy):
     x, kernel = residuals
-    dx = _correlate(dy, _swap_io(kernel), _UPSAMPLE_GEOMETRY, impl)
-    dkernel = _correlate_kernel_grad(dy, x, _UPSAMPLE_GEOMETRY, _swap_io(kernel).shape, impl)
+    dx = _correlate(dy, _swap_io(kernel), UPSAMPLE_GEOMETRY, impl)
+    dkernel = _correlate_kernel_grad(dy, x, UPSAMPLE_GEOMETRY, _swap_io(kernel).shape, impl)
     return dx, _swap_io(dkernel).astype(kernel.dtype)
 
 
@@ -220,13 +253,35 @@ _custom_conv_transpose2d.defvjp(_custom_conv_transpose2d_fwd, _custom_conv_trans
 # ---- the three passes of a correlation y = x * kernel ----
 
 
-def _pass_choice(kind: str, impl: str, dtype: jnp.dtype, x_shape: Shape, y_shape: Shape) -> str:
+def run_pass(
+    kind: str, impl: str, a: jax.Array, b: jax.Array, geometry: Geometry, out_shape: Shape
+) -> jax.Array:
+    """Pass ``kind`` (a ``PASSES`` name) of the correlation ``geometry`` describes, as ``impl``
+    (not ``auto``) runs it: y from (x, kernel), dx from (dy, kernel) or dkernel from (x, dy);
+    ``out_shape`` is that of the result."""
+    if kind == "forward":
+        if impl == "native":
+            return _native_correlate(a, b.astype(a.dtype), geometry)
+        return _correlate(a, b, geometry, impl)
+    if impl == "native":
+        b = b.astype(a.dtype)
+        if kind == "input_grad":
+            return _native_transpose(lambda x: _native_correlate(x, b, geometry), a, out_shape)
+        return _native_transpose(lambda k: _native_correlate(a, k, geometry), b, out_shape)
+    if kind == "input_grad":
+        return _correlate_input_grad(a, b, geometry, out_shape, impl)
+    return _correlate_kernel_grad(a, b, geometry, out_shape, impl)
+
+
+def pass_choice(kind: str, impl: str, dtype: jnp.dtype, x_shape: Shape, y_shape: Shape) -> str:
     """How ``hybrid`` (or ``matmul``) runs pass ``kind`` of the correlation from x [N,H,W,Cin]
     to y [N,Ho,Wo,Cout]: a ``gemm.FORMS`` name, ``native`` (XLA's convolution, or for the
-    input gradient of a 4x4 stride-2 correlation its space-to-depth form) or ``float32`` (the
-    float32 choice, on float32 copies of the bfloat16 operands)."""
+    input gradient of a 4x4 stride-2 correlation its space-to-depth form), ``float32`` (the
+    float32 choice, on float32 copies of the bfloat16 operands) or, for ``onednn``, ``onednn``."""
     if impl == "matmul":
         return "strided"
+    if impl == "onednn" and _onednn_runs(kind, dtype, x_shape, y_shape):
+        return "onednn"
     pixels = y_shape[1] * y_shape[2]
     if dtype == jnp.bfloat16:
         if x_shape[3] * y_shape[3] < BF16_TAPS_MIN_CHANNEL_PRODUCT:
@@ -238,12 +293,29 @@ def _pass_choice(kind: str, impl: str, dtype: jnp.dtype, x_shape: Shape, y_shape
     return "strided" if small_map or thin_input else "native"
 
 
+def _onednn_runs(kind: str, dtype: jnp.dtype, x_shape: Shape, y_shape: Shape) -> bool:
+    """Whether ``onednn`` runs pass ``kind`` of the correlation from x to y through oneDNN:
+    not on small maps, not into or (for the input gradient) out of a thin image layer, not
+    the bfloat16 kernel gradient."""
+    name = jnp.dtype(dtype).name
+    if name not in ONEDNN_MAX_HYBRID_PIXELS:
+        return False
+    small_map = y_shape[1] * y_shape[2] <= ONEDNN_MAX_HYBRID_PIXELS[name]
+    if small_map or y_shape[3] <= ONEDNN_THIN_CHANNELS:
+        return False
+    if kind == "kernel_grad" and dtype == jnp.bfloat16:
+        return False
+    return kind != "input_grad" or x_shape[3] > ONEDNN_THIN_CHANNELS
+
+
 def _correlate(x: jax.Array, kernel: jax.Array, geometry: Geometry, impl: str) -> jax.Array:
     """y [N,Ho,Wo,Cout] from x [N,H,W,Cin]."""
     y_shape = gemm.output_shape(x.shape, kernel.shape, geometry)
-    choice = _pass_choice("forward", impl, x.dtype, x.shape, y_shape)
+    choice = pass_choice("forward", impl, x.dtype, x.shape, y_shape)
     if choice == "float32":
         return _correlate(x.astype(jnp.float32), kernel, geometry, impl).astype(x.dtype)
+    if choice == "onednn":
+        return onednn.correlate(x, kernel, geometry)
     if choice in gemm.FORMS:
         return gemm.correlate(x, kernel, geometry, choice)
     return _native_correlate(x, kernel.astype(x.dtype), geometry)
@@ -253,10 +325,12 @@ def _correlate_input_grad(
     dy: jax.Array, kernel: jax.Array, geometry: Geometry, x_shape: Shape, impl: str
 ) -> jax.Array:
     """dx [N,H,W,Cin] from dy [N,Ho,Wo,Cout]."""
-    choice = _pass_choice("input_grad", impl, dy.dtype, x_shape, dy.shape)
+    choice = pass_choice("input_grad", impl, dy.dtype, x_shape, dy.shape)
     if choice == "float32":
         dx = _correlate_input_grad(dy.astype(jnp.float32), kernel, geometry, x_shape, impl)
         return dx.astype(dy.dtype)
+    if choice == "onednn":
+        return onednn.correlate_input_grad(dy, kernel, geometry, x_shape)
     if choice in gemm.FORMS:
         return gemm.correlate_input_grad(dy, kernel, geometry, x_shape, choice)
     kernel = kernel.astype(dy.dtype)
@@ -269,10 +343,12 @@ def _correlate_kernel_grad(
     x: jax.Array, dy: jax.Array, geometry: Geometry, kernel_shape: Shape, impl: str
 ) -> jax.Array:
     """dkernel [kh,kw,Cin,Cout] (float32) from x [N,H,W,Cin] and dy [N,Ho,Wo,Cout]."""
-    choice = _pass_choice("kernel_grad", impl, dy.dtype, x.shape, dy.shape)
+    choice = pass_choice("kernel_grad", impl, dy.dtype, x.shape, dy.shape)
     if choice == "float32":
         x, dy = x.astype(jnp.float32), dy.astype(jnp.float32)
         return _correlate_kernel_grad(x, dy, geometry, kernel_shape, impl)
+    if choice == "onednn":
+        return onednn.correlate_kernel_grad(x, dy, geometry, kernel_shape)
     if choice in gemm.FORMS:
         return gemm.correlate_kernel_grad(x, dy, geometry, kernel_shape, choice)
     x = x.astype(dy.dtype)

@@ -9,7 +9,8 @@ XLA cost-analysis FLOPs, peak host memory and, on GPU, device memory), ``l1`` (t
 the L1-only step of the pretraining phase), ``infer`` (generator latency by image size and a
 4000x3000 photo colorized end to end), ``data`` (input pipeline images/s), ``colorize`` (a
 folder of photos through ``batch_colorize`` against a plain load/colorize/save loop, in the
-same run, and the milliseconds of each step for one photo). With
+same run, and the milliseconds of each step for one photo), ``layers`` (only when asked for:
+GFLOP/s of each pass of each convolution by implementation, and ``onednn``'s routing). With
 ``--torch-python`` the PyTorch reference of the pix2pix networks (../shared/bench) runs in the
 same invocation and precision (bfloat16 autocast when ``model.dtype=bfloat16``), and the speed
 and memory ratios are reported. Each part is a function ``bench_<part>(cfg) -> dict``; only
@@ -29,6 +30,7 @@ from colorjax.config import Config
 from experiments.bench.colorize import COLORIZE_PHOTOS, bench_colorize
 from experiments.bench.data import bench_data
 from experiments.bench.infer import bench_infer
+from experiments.bench.layers import bench_layers
 from experiments.bench.torch_ref import bench_torch_reference, torch_precision_args
 from experiments.bench.train import bench_l1, bench_train
 from experiments.cli import add_config_args, config_from_args
@@ -44,7 +46,9 @@ PARTS: dict[str, Callable[[Config], dict]] = {
     "infer": bench_infer,
     "data": bench_data,
     "colorize": bench_colorize,
+    "layers": bench_layers,
 }
+DEFAULT_PARTS = ("train", "l1", "infer", "data", "colorize")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     }
     result: dict = {"preset": args.preset, "overrides": args.overrides}
-    for part in args.only or PARTS:
+    for part in args.only or DEFAULT_PARTS:
         result.update(parts[part](cfg))
         print(json.dumps(result), flush=True)
     if args.torch_python:

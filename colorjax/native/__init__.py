@@ -1,0 +1,1 @@
+"""C++ extensions compiled on first use (``build``), with their sources."""
