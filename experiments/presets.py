@@ -191,14 +191,16 @@ def mix_cpu() -> Config:
 
 
 def ref_cpu() -> Config:
-    """Reference model v3: mix_cpu's data, head and EMA on an ImageNet-trained EfficientNet-Lite0
-    encoder under a 32-wide GroupNorm U-Net decoder (``model.encoder``), cross-entropy only at a
-    constant rate; trained in segments, each continuing from the last with ``train.init_from``."""
+    """Reference model v3: mix_cpu's data and EMA on an ImageNet-trained EfficientNet-Lite0
+    encoder under a 32-wide GroupNorm U-Net decoder (``model.encoder``) with the regression head
+    (the encoder pilot's choice), L1 only at a constant rate; trained in segments, each
+    continuing from the last with ``train.init_from``."""
     return apply_overrides(
         mix_cpu(),
         [
             "model.encoder=efficientnet_lite0",
             "model.depth=5",
+            "model.head=regression",
             "train.steps=20000",
             "train.pretrain_steps=20000",
             "train.schedule=constant",

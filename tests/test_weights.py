@@ -1,5 +1,7 @@
-"""The generator shipped in weights/ loads and colorizes."""
+"""The generators shipped in weights/ (and the next one staged in weights/next/) load and
+colorize."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +15,25 @@ from experiments.colorize import SHIPPED_WEIGHTS
 pytestmark = pytest.mark.usefixtures("fast_compilation")
 
 
+# The shipped model, and the one in training staged beside it when there is one.
+FOLDERS = [Path(SHIPPED_WEIGHTS), *[p for p in [Path(SHIPPED_WEIGHTS) / "next"] if p.is_dir()]]
+
+
+@pytest.fixture(scope="module", params=FOLDERS, ids=lambda p: p.name)
+def folder(request) -> Path:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def shipped():
-    return inference.load_bundle(SHIPPED_WEIGHTS)
+def shipped(folder):
+    return inference.load_bundle(folder)
 
 
-def test_shipped_bundle_is_small_float16(shipped):
-    files = {path.name: path.stat().st_size for path in Path(SHIPPED_WEIGHTS).iterdir()}
+def test_shipped_bundle_is_small_float16(shipped, folder):
+    files = {path.name: path.stat().st_size for path in folder.iterdir() if path.is_file()}
     assert {"generator.json", "generator.msgpack"} <= files.keys()
     assert files["generator.msgpack"] < 30 * 2**20
+    assert json.loads((folder / "generator.json").read_text())["storage_dtype"] == "float16"
     assert shipped.model.features > 0 and shipped.render_size % shipped.multiple == 0
 
 

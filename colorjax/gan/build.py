@@ -12,7 +12,7 @@ import optax
 from colorjax import heads
 from colorjax.config import Config
 from colorjax.gan import ada, augment, optim
-from colorjax.models import PatchDiscriminator
+from colorjax.models import PatchDiscriminator, conv
 from colorjax.models.remat import remat_network
 
 
@@ -48,7 +48,7 @@ def build_gan(config: Config, class_weights: np.ndarray | None = None) -> GAN:
         discriminator=remat_network(PatchDiscriminator, config.model.remat)(
             **dataclasses.asdict(config.disc),
             dtype=config.model.dtype,
-            conv_impl=config.model.conv_impl,
+            conv_impl=discriminator_conv_impl(config),
             remat=config.model.remat,
         ),
         schedule_g=schedule_g,
@@ -57,6 +57,12 @@ def build_gan(config: Config, class_weights: np.ndarray | None = None) -> GAN:
         tx_d=optim.make_optimizer(schedule_d, config.train),
         diffaug=augment.parse_policy(config.train.diffaug),
     )
+
+
+def discriminator_conv_impl(config: Config) -> str:
+    """The discriminator's convolutions: the model's, differentiable twice when R1 is on."""
+    impl = config.model.conv_impl
+    return conv.twice_differentiable(impl) if config.train.r1.weight > 0 else impl
 
 
 def make_head(config: Config, class_weights: np.ndarray | None = None) -> heads.ChromaHead:

@@ -123,6 +123,12 @@ def resolve_impl(impl: str) -> str:
     return impl
 
 
+def twice_differentiable(impl: str) -> str:
+    """``impl``, or ``hybrid`` where it resolves to ``onednn``: oneDNN's passes have no
+    derivatives of their own, which a gradient penalty (R1) differentiates through."""
+    return "hybrid" if resolve_impl(impl) == "onednn" else impl
+
+
 def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
     """TensorFlow's ``SAME`` padding of one axis: ``ceil(size / stride)`` outputs, the extra
     pixel (if the total is odd) at the end."""
