@@ -33,7 +33,8 @@ class GANState:
     balance: dict  # the discriminator's last accuracy on fakes, skipped updates; {} when off
 
 
-def _split_variables(variables: dict) -> tuple[Any, dict]:
+def split_variables(variables: dict) -> tuple[Any, dict]:
+    """A network's variables as (params, the other collections)."""
     params = variables["params"]
     return params, {k: v for k, v in variables.items() if k != "params"}
 
@@ -43,8 +44,8 @@ def init_state(gan: GAN, rng: jax.Array, image_size: int) -> GANState:
     key_g, key_d, key_run = jax.random.split(rng, 3)
     gray = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
     pair = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    g_params, g_state = _split_variables(gan.generator.init(key_g, gray, train=False))
-    d_params, d_state = _split_variables(gan.discriminator.init(key_d, pair, train=False))
+    g_params, g_state = split_variables(gan.generator.init(key_g, gray, train=False))
+    d_params, d_state = split_variables(gan.discriminator.init(key_d, pair, train=False))
     train = gan.config.train
     scale = train.loss_scale if gan.config.model.dtype == "float16" else 1.0
     return GANState(

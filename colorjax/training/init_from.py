@@ -23,7 +23,7 @@ from colorjax.config import (
     load_json,
 )
 from colorjax.gan import ema
-from colorjax.gan.state import GANState
+from colorjax.gan.state import GANState, split_variables
 from colorjax.heads.bundle import is_bundle, read_bundle
 from colorjax.models.encoder_unet import ENCODER_NAME
 from colorjax.training.checkpoint import Checkpoints, restore_chosen
@@ -56,7 +56,7 @@ def starting_state(state: GANState, config: Config) -> tuple[GANState, list[str]
     if config.train.init_from:
         source = load_source(config.train.init_from)
         check_compatible(source.model, config.model, "model", source.description)
-        g_params, g_state = _split(_host_copy(source.generator))
+        g_params, g_state = split_variables(_host_copy(source.generator))
         notes.append(f"generator: from {source.description}")
         if config.train.init_discriminator:
             if source.discriminator is None:
@@ -65,7 +65,7 @@ def starting_state(state: GANState, config: Config) -> tuple[GANState, list[str]
                     "(only a training workdir does)"
                 )
             check_compatible(source.disc_config, config.disc, "disc", source.description)
-            d_params, d_state = _split(_host_copy(source.discriminator))
+            d_params, d_state = split_variables(_host_copy(source.discriminator))
             notes.append(f"discriminator: from {source.description}")
     if not notes:
         return state, notes
@@ -142,11 +142,6 @@ def _with_encoder(params: Any, state: dict, pretrained: dict) -> tuple[Any, dict
     if "batch_stats" in pretrained:
         state = {**state, "batch_stats": {**stats, ENCODER_NAME: pretrained["batch_stats"]}}
     return params, state
-
-
-def _split(variables: dict) -> tuple[Any, dict]:
-    rest = dict(variables)
-    return rest.pop("params"), rest
 
 
 def _host_copy(tree: Any) -> Any:
