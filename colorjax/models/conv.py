@@ -90,14 +90,17 @@ BF16_TAPS_MIN_PIXELS = {"forward": 4, "input_grad": 64, "kernel_grad": 16}
 BF16_TAPS_MIN_COUT = {"forward": 128, "input_grad": 256, "kernel_grad": 256}
 
 # ``onednn`` leaves a pass to ``hybrid`` where the strided side has at most this many pixels
-# per image, by compute dtype (oneDNN's per-call overhead and blocking lose to one matrix
-# product there; its bfloat16 kernels win down to smaller maps than its float32 ones; other
-# dtypes, such as float16, always stay with ``hybrid``) ...
-ONEDNN_MAX_HYBRID_PIXELS = {"float32": 64, "bfloat16": 4}
-# ... or the output has at most this many channels, or, for the input gradient, the input
-# (the image layers: oneDNN's kernels vectorize over channels). Its bfloat16 kernel gradient
-# (oneDNN 3.2's older kernel on NHWC) runs at a fraction of its other bfloat16 passes, below
-# ``hybrid``'s bfloat16 products, and is always left to ``hybrid``.
+# per image, by compute dtype and pass (oneDNN's per-call overhead and blocking lose to one
+# matrix product there; its bfloat16 kernels win down to smaller maps than its float32 ones,
+# except the kernel gradient; other dtypes, such as float16, always stay with ``hybrid``) ...
+ONEDNN_MAX_HYBRID_PIXELS = {
+    "float32": {"forward": 64, "input_grad": 64, "kernel_grad": 64},
+    "bfloat16": {"forward": 4, "input_grad": 4, "kernel_grad": 64},
+}
+# ... or, for the input gradient, the input has at most this many channels, or, in float32,
+# the output (the image layers: oneDNN's float32 kernels vectorize over channels; its bfloat16
+# ones still beat ``hybrid``'s float32 fallback on a thin output). Measured with
+# ``experiments.bench --only layers`` on pix2pix_unet128 at batch 16, quiet 2-core AVX-512.
 ONEDNN_THIN_CHANNELS = 4
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -301,17 +304,16 @@ def pass_choice(kind: str, impl: str, dtype: jnp.dtype, x_shape: Shape, y_shape:
 
 def _onednn_runs(kind: str, dtype: jnp.dtype, x_shape: Shape, y_shape: Shape) -> bool:
     """Whether ``onednn`` runs pass ``kind`` of the correlation from x to y through oneDNN:
-    not on small maps, not into or (for the input gradient) out of a thin image layer, not
-    the bfloat16 kernel gradient."""
+    not on small maps, not out of a thin image layer's input gradient, in float32 not into a
+    thin output."""
     name = jnp.dtype(dtype).name
     if name not in ONEDNN_MAX_HYBRID_PIXELS:
         return False
-    small_map = y_shape[1] * y_shape[2] <= ONEDNN_MAX_HYBRID_PIXELS[name]
-    if small_map or y_shape[3] <= ONEDNN_THIN_CHANNELS:
+    if y_shape[1] * y_shape[2] <= ONEDNN_MAX_HYBRID_PIXELS[name][kind]:
         return False
-    if kind == "kernel_grad" and dtype == jnp.bfloat16:
+    if kind == "input_grad" and x_shape[3] <= ONEDNN_THIN_CHANNELS:
         return False
-    return kind != "input_grad" or x_shape[3] > ONEDNN_THIN_CHANNELS
+    return name == "bfloat16" or y_shape[3] > ONEDNN_THIN_CHANNELS
 
 
 def _correlate(x: jax.Array, kernel: jax.Array, geometry: Geometry, impl: str) -> jax.Array:

@@ -13,7 +13,8 @@ from experiments.bench.train import TRAIN_STEPS
 TORCH_PRECISION_ARGS = {"float32": [], "bfloat16": ["--bf16"]}  # bfloat16: autocast
 
 
-TORCH_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared/bench/torch_pix2pix_ref.py"
+REPOSITORY = Path(__file__).resolve().parents[2]
+TORCH_REFERENCE = REPOSITORY.parent / "shared/bench/torch_pix2pix_ref.py"
 
 
 def _peak_rss_of(process: subprocess.Popen) -> float | None:
@@ -42,6 +43,8 @@ def torch_precision_args(dtype: str) -> list[str]:
 def bench_torch_reference(python: str, cfg: Config, steps_count: int = TRAIN_STEPS) -> dict:
     """Run the PyTorch pix2pix reference with ``python`` in the precision of ``cfg``; its step
     time, images/s, peak RSS."""
+    if not TORCH_REFERENCE.is_file():
+        raise ConfigError(f"--torch-python: the PyTorch reference {TORCH_REFERENCE} is missing")
     command = [
         python,
         str(TORCH_REFERENCE),
