@@ -13,6 +13,7 @@ from conftest import TINY
 
 from colorjax.config import ConfigError
 from experiments import bench
+from experiments.bench import torch_ref
 
 # Runs the bench module as ``python -m experiments.bench`` would, with every import of
 # TensorFlow failing as it does where TensorFlow is not installed.
@@ -72,6 +73,15 @@ def test_torch_reference_runs_in_the_same_precision():
     assert bench.torch_precision_args("bfloat16") == ["--bf16"]
     with pytest.raises(ConfigError, match=r"model\.dtype=float16 has no PyTorch reference"):
         bench.torch_precision_args("float16")
+
+
+def test_torch_reference_is_looked_up_beside_the_repository(monkeypatch, tmp_path, tiny_config):
+    assert (torch_ref.REPOSITORY / "pyproject.toml").is_file()
+    assert torch_ref.TORCH_REFERENCE.parent.parent.parent == torch_ref.REPOSITORY.parent
+    missing = tmp_path / "torch_pix2pix_ref.py"
+    monkeypatch.setattr(torch_ref, "TORCH_REFERENCE", missing)
+    with pytest.raises(ConfigError, match=f"--torch-python: the PyTorch reference {missing}"):
+        torch_ref.bench_torch_reference(sys.executable, tiny_config)
 
 
 def test_layers_part_rates_every_pass_of_every_convolution():
