@@ -94,7 +94,7 @@ BF16_TAPS_MIN_COUT = {"forward": 128, "input_grad": 256, "kernel_grad": 256}
 # matrix product there; its bfloat16 kernels win down to smaller maps than its float32 ones,
 # except the kernel gradient; other dtypes, such as float16, always stay with ``hybrid``) ...
 ONEDNN_MAX_HYBRID_PIXELS = {
-    "float32": {"forward": 64, "input_grad": 64, "kernel_grad": 64},
+    "float32": {"forward": 16, "input_grad": 16, "kernel_grad": 16},
     "bfloat16": {"forward": 4, "input_grad": 4, "kernel_grad": 64},
 }
 # ... or, for the input gradient, the input has at most this many channels, or, in float32,
