@@ -1,5 +1,5 @@
-"""The generators shipped in weights/ (and the next one staged in weights/next/) load and
-colorize."""
+"""The generator shipped in weights/ (and a next one staged in weights/next/, when there is
+one) loads and colorizes."""
 
 import json
 from pathlib import Path
