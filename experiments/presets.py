@@ -168,7 +168,7 @@ def study_cpu() -> Config:
 
 
 def mix_cpu() -> Config:
-    """The shipped reference model: the diverse mix (CBSD432 + imagenet900; evaluate on CBSD68
+    """Reference model v2: the diverse mix (CBSD432 + imagenet900; evaluate on CBSD68
     and imagenet900's held-out photos), 128 px crops, a 32-wide GroupNorm U-Net with the colour
     classification head and an EMA of its weights; 4000 cross-entropy steps, ~1.5 hours on
     2 CPU cores."""
@@ -191,10 +191,10 @@ def mix_cpu() -> Config:
 
 
 def ref_cpu() -> Config:
-    """Reference model v3: mix_cpu's data and EMA on an ImageNet-trained EfficientNet-Lite0
-    encoder under a 32-wide GroupNorm U-Net decoder (``model.encoder``) with the regression head
-    (the encoder pilot's choice), L1 only at a constant rate; trained in segments, each
-    continuing from the last with ``train.init_from``."""
+    """The shipped reference model v3: mix_cpu's data and EMA on an ImageNet-trained
+    EfficientNet-Lite0 encoder under a 32-wide GroupNorm U-Net decoder (``model.encoder``) with
+    the regression head (the encoder pilot's choice), L1 only at a constant rate; trained in
+    segments, each continuing from the last with ``train.init_from``."""
     return apply_overrides(
         mix_cpu(),
         [
